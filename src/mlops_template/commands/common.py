@@ -1,0 +1,39 @@
+"""What every command shares: loading params once, and turning user errors into a clear
+message and an exit code instead of a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+from mlops_template import paths
+from mlops_template.config import Params, ParamsError, load_params
+from mlops_template.log import get_logger
+
+logger = get_logger("cli")
+
+EXIT_USER_ERROR = 2  # bad params, missing file, bad data source: fix the input and rerun
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """ParamsError and friends become one logged message and exit code 2."""
+    from mlops_template.data import DataError
+
+    try:
+        yield
+    except ParamsError as exc:
+        for problem in exc.problems:
+            logger.error("params.yaml: %s", problem)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except (DataError, FileNotFoundError, KeyError) as exc:
+        logger.error("%s", exc.args[0] if exc.args else exc)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def params(path: Path = paths.PARAMS) -> Params:
+    with user_errors():
+        return load_params(path)

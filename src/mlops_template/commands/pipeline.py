@@ -1,0 +1,159 @@
+"""The DVC stages (`ingest`, `validate`, `split`, `train`, `evaluate`) and `check`.
+
+Each stage reads its inputs from the constant paths in `mlops_template.paths`, calls
+pure functions and writes its outputs. DVC runs them (see dvc.yaml); they also run alone.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from mlops_template import paths
+from mlops_template.commands.common import params, user_errors
+from mlops_template.files import read_json, write_json, write_text
+from mlops_template.log import get_logger
+
+logger = get_logger("pipeline")
+
+
+def ingest() -> None:
+    """Materialise the raw dataset (built-in or your CSV/Parquet) into data/raw/."""
+    from mlops_template.data import load_source, normalise_columns
+
+    p = params()
+    started = time.perf_counter()
+    with user_errors():
+        frame = normalise_columns(load_source(p.data))
+    paths.RAW_DATA.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(paths.RAW_DATA, index=False)
+    logger.info("ingested %s: %d rows x %d columns -> %s (%.2fs)", p.data.source, len(frame),
+                frame.shape[1], paths.RAW_DATA, time.perf_counter() - started)
+
+
+def validate() -> None:
+    """Check the raw data against the contract; write data/schema.json and the report."""
+    import pandas as pd
+
+    from mlops_template.validate import (
+        check_data,
+        failure_message,
+        infer_schema,
+        render_validation_markdown,
+    )
+
+    p = params()
+    with user_errors():
+        frame = pd.read_parquet(paths.RAW_DATA)
+    result = check_data(frame, p.data, p.validation)
+    write_json(paths.VALIDATION_REPORT_JSON, result.to_dict())
+    write_text(paths.VALIDATION_REPORT_MD, render_validation_markdown(result, p.data.source))
+    if not result.passed:
+        for failure in result.failures:
+            logger.error("validation: %s", failure_message(failure))
+        logger.error("data validation failed; see %s", paths.VALIDATION_REPORT_MD)
+        raise typer.Exit(1)
+    write_json(paths.SCHEMA, infer_schema(frame, p.data))
+    logger.info("validation passed: %d checks, schema -> %s", len(result.checks), paths.SCHEMA)
+
+
+def split() -> None:
+    """Stratified, seeded train/test split into data/split/."""
+    import pandas as pd
+
+    from mlops_template.data import stratified_split
+
+    p = params()
+    frame = pd.read_parquet(paths.RAW_DATA)
+    train, test = stratified_split(frame, p.data.target, p.split)
+    paths.TRAIN_DATA.parent.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(paths.TRAIN_DATA, index=False)
+    test.to_parquet(paths.TEST_DATA, index=False)
+    logger.info("split: %d train rows, %d test rows (seed %d)", len(train), len(test), p.split.seed)
+
+
+def train() -> None:
+    """Fit the model chosen in params, save skops + ONNX, and check their parity."""
+    import pandas as pd
+
+    from mlops_template import train as t
+
+    p = params()
+    schema = read_json(paths.SCHEMA)
+    train_frame = pd.read_parquet(paths.TRAIN_DATA)
+    test_frame = pd.read_parquet(paths.TEST_DATA)
+    started = time.perf_counter()
+    pipeline = t.fit_pipeline(train_frame, schema, p.train)
+    logger.info("trained %s on %d rows (%.2fs)", p.train.model, len(train_frame), time.perf_counter() - started)
+    onnx_model = t.to_onnx(pipeline, schema)
+    parity = t.check_parity(pipeline, onnx_model, test_frame, schema, p.train.onnx_probability_tolerance)
+    if not parity.passed:
+        logger.error(
+            "ONNX parity failed on %d test rows: %d label mismatches, max |p_onnx - p_sklearn| = %.2e "
+            "(train.onnx_probability_tolerance: %s)", parity.rows, parity.label_mismatches,
+            parity.max_probability_difference, parity.tolerance)
+        raise typer.Exit(1)
+    skops_model = t.skops_bytes(pipeline)
+    paths.MODEL_SKOPS.parent.mkdir(parents=True, exist_ok=True)
+    paths.MODEL_SKOPS.write_bytes(skops_model)
+    paths.MODEL_ONNX.write_bytes(onnx_model)
+    write_json(paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, len(train_frame)))
+    logger.info("ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
+                parity.max_probability_difference, paths.MODEL_SKOPS, paths.MODEL_ONNX)
+
+
+def evaluate() -> None:
+    """Metrics, plots and feature importance on the test set, logged with dvclive."""
+    import pandas as pd
+
+    from mlops_template.evaluate import evaluate_model
+    from mlops_template.train import load_skops
+
+    p = params()
+    schema = read_json(paths.SCHEMA)
+    with user_errors():
+        pipeline = load_skops(paths.MODEL_SKOPS)
+    result = evaluate_model(pipeline, paths.MODEL_ONNX.read_bytes(), pd.read_parquet(paths.TEST_DATA), schema,
+                            p.evaluate.importance_repeats, p.evaluate.seed)
+    log_with_dvclive(result)
+    write_json(paths.IMPORTANCE, result["importance"])
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
+    logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
+
+
+def log_with_dvclive(result: dict) -> None:
+    from dvclive import Live
+
+    # DVC (dvc.yaml) declares metrics and plots itself; dvclive only writes the files.
+    with Live(dir=str(paths.EVAL_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        for name, value in result["metrics"].items():
+            live.log_metric(name, value, plot=False)
+        for label, values in result["per_class"].items():
+            for name, value in values.items():
+                live.log_metric(f"per_class/{label}/{name}", value, plot=False)
+        live.log_metric("test_rows", result["test_rows"], plot=False)
+        live.log_plot("roc", result["roc"], x="fpr", y="tpr", template="simple",
+                      title="ROC (test set)", x_label="false positive rate", y_label="true positive rate")
+        live.log_plot("precision_recall", result["precision_recall"], x="recall", y="precision",
+                      template="simple", title="Precision-recall (test set)", x_label="recall",
+                      y_label="precision")
+        live.log_plot("confusion_matrix", result["confusion"], x="actual", y="predicted",
+                      template="confusion", title="Confusion matrix (test set)")
+        live.log_plot("importance", result["importance"], x="importance", y="feature",
+                      template="bar_horizontal_sorted", title="Permutation importance (ROC AUC drop)")
+
+
+def check(params_file: Path = typer.Option(paths.PARAMS, "--params", help="The params file.")) -> None:
+    """Validate params.yaml (and that a data file it names exists) without running anything."""
+    p = params(params_file)
+    if p.data.builtin is None and not Path(p.data.source).exists():
+        logger.error("params.yaml: data.source: %r does not exist", p.data.source)
+        raise typer.Exit(2)
+    logger.info("params.yaml is valid (model: %s, data: %s)", p.train.model, p.data.source)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (ingest, validate, split, train, evaluate, check):
+        app.command()(command)

@@ -1,0 +1,330 @@
+"""`params.yaml` -> one typed, validated `Params` object.
+
+Everything tunable lives in `params.yaml`; this module is the only reader. A bad value
+fails before any work with a message that names the dotted key and the value, e.g.
+``train.random_forest.n_estimators: -3 must be greater than 0``. Unknown keys (typos) are
+errors too, with a suggestion when one is close.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlops_template import paths
+
+ModelName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+MetricName = Literal["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"]
+BUILTIN_DATASETS = ("breast_cancer", "wine", "iris")
+BUILTIN_PREFIX = "sklearn:"
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class ParamsError(ValueError):
+    """A bad `params.yaml`: every message names the dotted key and the offending value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid params.yaml:\n  " + "\n  ".join(problems))
+
+
+class Section(BaseModel):
+    # strict: "3" is not an int and "yes" is not a bool; extra keys are typos.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(Section):
+    # "sklearn:<name>" for a dataset that ships inside scikit-learn (offline), or a
+    # CSV/Parquet file under data/external/ (the directory DVC watches for the ingest stage).
+    source: str = "sklearn:breast_cancer"
+    target: str = "target"
+    id_columns: list[str] = []
+    drop_columns: list[str] = []
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value.startswith(BUILTIN_PREFIX):
+            name = value.removeprefix(BUILTIN_PREFIX)
+            if name not in BUILTIN_DATASETS:
+                raise ValueError(f"names no built-in dataset; use one of {list(BUILTIN_DATASETS)}")
+            return value
+        path = PurePosixPath(value)
+        if path.suffix.lower() not in DATA_SUFFIXES:
+            raise ValueError(f"must be 'sklearn:<name>' or a file ending in {DATA_SUFFIXES}")
+        if path.is_absolute() or ".." in path.parts or path.parts[:2] != ("data", "external"):
+            raise ValueError(
+                "must lie under data/external/ (the folder DVC tracks as the ingest dependency)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> DataParams:
+        if self.target in self.id_columns or self.target in self.drop_columns:
+            raise ValueError(f"target column {self.target!r} cannot also be an id or dropped column")
+        return self
+
+    @property
+    def builtin(self) -> str | None:
+        if self.source.startswith(BUILTIN_PREFIX):
+            return self.source.removeprefix(BUILTIN_PREFIX)
+        return None
+
+
+class ValidateParams(Section):
+    min_rows: PositiveInt = 20
+    max_missing_fraction: Fraction = 0.3
+    max_duplicate_fraction: Fraction = 0.05
+    # A feature that alone predicts the target with balanced accuracy at or above this is
+    # treated as leakage (it equals, or trivially encodes, the label).
+    leakage_max_score: OpenFraction = 0.995
+    # Object columns where at least this share of values parse as numbers are meant to be
+    # numeric: the rest are typos ("n/a", "1,5") and fail validation instead of silently
+    # turning the column into a categorical.
+    numeric_parse_min_fraction: OpenFraction = 0.9
+    max_categorical_levels: PositiveInt = 200
+
+
+class SplitParams(Section):
+    test_size: OpenFraction = 0.25
+    seed: Seed = 42
+
+
+class LogisticRegressionParams(Section):
+    C: Annotated[float, Field(gt=0)] = 1.0
+    max_iter: PositiveInt = 1000
+    class_weight: Literal["balanced"] | None = None
+
+
+class RandomForestParams(Section):
+    n_estimators: PositiveInt = 100
+    max_depth: PositiveInt | None = None
+    min_samples_leaf: PositiveInt = 1
+    max_features: Literal["sqrt", "log2"] | OpenFraction | None = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+
+
+class HistGradientBoostingParams(Section):
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    max_iter: PositiveInt = 200
+    max_depth: PositiveInt | None = None
+    max_leaf_nodes: Annotated[int, Field(ge=2)] = 31
+    l2_regularization: Annotated[float, Field(ge=0)] = 0.0
+    early_stopping: bool = False
+
+
+class TrainParams(Section):
+    model: ModelName = "random_forest"
+    seed: Seed = 42
+    # Labels must match exactly between sklearn and ONNX; probabilities (float32 in
+    # ONNX) within this absolute tolerance, else the train stage fails.
+    onnx_probability_tolerance: Annotated[float, Field(gt=0, le=0.1)] = 1e-3
+    logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+    random_forest: RandomForestParams = RandomForestParams()
+    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+
+    @property
+    def estimator_params(self) -> Section:
+        return getattr(self, self.model)
+
+
+class EvaluateParams(Section):
+    importance_repeats: PositiveInt = 5
+    seed: Seed = 0
+
+
+class CompareParams(Section):
+    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    confidence: OpenFraction = 0.95
+    seed: Seed = 7
+    metrics: list[MetricName] = ["roc_auc", "balanced_accuracy", "f1_macro", "accuracy", "log_loss"]
+
+
+class GateParams(Section):
+    # enforce: a failed gate fails the PR check / refuses promotion; warn: report only.
+    mode: Literal["enforce", "warn"] = "enforce"
+    # Absolute floors the candidate must meet (for log_loss: a ceiling).
+    min: dict[MetricName, float] = {"roc_auc": 0.9, "balanced_accuracy": 0.85}
+    # Largest drop allowed versus the base model. Judged on the bootstrap interval of the
+    # difference: the gate fails when the whole interval lies beyond the allowed drop, i.e.
+    # the regression is both real (not noise) and larger than tolerated.
+    max_regression: dict[MetricName, Annotated[float, Field(ge=0)]] = {
+        "roc_auc": 0.01,
+        "balanced_accuracy": 0.02,
+    }
+
+
+class RegistryParams(Section):
+    model_name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")] = "model"
+    bump: Literal["major", "minor", "patch"] = "minor"
+
+
+class ServeParams(Section):
+    max_rows: PositiveInt = 1000
+    onnx_threads: PositiveInt = 1
+
+
+class MonitorParams(Section):
+    min_rows: PositiveInt = 200
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    p_value: OpenFraction = 0.01
+    max_out_of_schema_fraction: Fraction = 0.05
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    compare: CompareParams = CompareParams()
+    gate: GateParams = GateParams()
+    registry: RegistryParams = RegistryParams()
+    serve: ServeParams = ServeParams()
+    monitor: MonitorParams = MonitorParams()
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @property
+    def validation(self) -> ValidateParams:
+        return self.validate_
+
+
+_PHRASES = {
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping of keys",
+    "literal_error": "must be one of {expected}",
+    "string_pattern_mismatch": "must match {pattern}",
+}
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)), None
+        )
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    # Union members add their type names to loc; keep only the path into the document.
+    loc = tuple(p for p in loc if p not in ("function-after", "literal", "constrained-float"))
+    key = ".".join(str(p) for p in loc) or "<root>"
+    value = error.get("input")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+        return f"{key}: unknown key{hint}"
+    ctx = error.get("ctx") or {}
+    phrase = _PHRASES.get(kind)
+    if phrase:
+        try:
+            message = phrase.format(**ctx)
+        except (KeyError, IndexError):
+            message = error["msg"]
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{key}: {value!r} {message}"
+
+
+def _dedupe(problems: list[str]) -> list[str]:
+    # A union type (e.g. "sqrt" | fraction) reports once per member: merge them into one
+    # line per key, "key: value must be A, or must be B".
+    merged: dict[str, str] = {}
+    for problem in problems:
+        key = problem.split(":", 1)[0]
+        if key not in merged:
+            merged[key] = problem
+        else:
+            first_value_end = merged[key].find(" must ")
+            tail = problem[problem.find(" must ") + 1 :] if " must " in problem else ""
+            if first_value_end > 0 and tail and tail not in merged[key]:
+                merged[key] = f"{merged[key]}, or {tail}"
+    return list(merged.values())
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate an already-parsed YAML document."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError([f"<root>: {raw!r} must be a mapping of sections"])
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_dedupe([_describe(e) for e in exc.errors()])) from None
+    _check_cross_section(params)
+    return params
+
+
+def _check_cross_section(params: Params) -> None:
+    problems = []
+    for section, values in (("gate.min", params.gate.min), ("gate.max_regression", params.gate.max_regression)):
+        for metric, value in values.items():
+            if not math.isfinite(value):
+                problems.append(f"{section}.{metric}: {value!r} must be a finite number")
+    for metric, value in params.gate.min.items():
+        if metric != "log_loss" and not 0 <= value <= 1:
+            problems.append(f"gate.min.{metric}: {value!r} must be between 0 and 1")
+    if problems:
+        raise ParamsError(problems)
+
+
+def load_params(path: Path = paths.PARAMS) -> Params:
+    """Read and validate `params.yaml` (the only place the pipeline reads it)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError([f"{path}: file not found"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError([f"{path}: not valid YAML ({exc})"]) from None
+    return parse_params(raw)
+
+
+def params_as_dict(params: Params) -> dict[str, Any]:
+    """The params as plain data with the YAML key names (for reports and model cards)."""
+    return params.model_dump(mode="json", by_alias=True)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: how params are diffed and shown."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat

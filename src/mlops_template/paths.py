@@ -1,0 +1,33 @@
+"""Every file the pipeline reads or writes, relative to the project root.
+
+Paths are constants, not parameters: `params.yaml` holds only hyperparameters and
+thresholds, and `dvc.yaml` names these same paths as deps and outs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+EXTERNAL_DIR = Path("data/external")
+RAW_DATA = Path("data/raw/dataset.parquet")
+SCHEMA = Path("data/schema.json")
+TRAIN_DATA = Path("data/split/train.parquet")
+TEST_DATA = Path("data/split/test.parquet")
+
+VALIDATION_REPORT_MD = Path("reports/validation.md")
+VALIDATION_REPORT_JSON = Path("reports/validation.json")
+
+MODEL_SKOPS = Path("models/model.skops")
+MODEL_ONNX = Path("models/model.onnx")
+TRAIN_INFO = Path("models/train_info.json")
+
+EVAL_DIR = Path("eval")
+METRICS = EVAL_DIR / "metrics.json"
+PLOTS_DIR = EVAL_DIR / "plots"
+IMPORTANCE = EVAL_DIR / "importance.json"
+
+PR_REPORT_DIR = Path("reports/pr")
+DEPLOY_REPORT_DIR = Path("reports/deploy")
+MONITOR_REPORT_DIR = Path("reports/monitor")

@@ -1,0 +1,272 @@
+"""The data contract: infer `data/schema.json` and check the raw data against the rules.
+
+`check_data` is pure: DataFrame + params in, a `ValidationResult` (every check, passed or
+not, with the column and rule it concerns) out. The CLI writes the reports and exits
+non-zero on failure, so a bad dataset never reaches training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_template.config import DataParams, ValidateParams
+from mlops_template.data import frame_hash
+
+SCHEMA_VERSION = 1
+# Columns with more distinct values than this share of rows look like identifiers, not
+# features: the leakage check skips them (they "predict" anything by memorising rows).
+ID_LIKE_UNIQUE_FRACTION = 0.5
+LEAKAGE_SAMPLE_ROWS = 100_000
+LEAKAGE_BINS = 10
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: str
+    passed: bool
+    detail: str
+    column: str | None = None
+
+
+@dataclass
+class ValidationResult:
+    checks: list[Check] = field(default_factory=list)
+    rows: int = 0
+    columns: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def add(self, rule: str, passed: bool, detail: str, column: str | None = None) -> None:
+        self.checks.append(Check(rule, bool(passed), detail, column))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "columns": self.columns,
+            "failures": [asdict(c) for c in self.failures],
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def failure_message(check: Check) -> str:
+    where = f"column {check.column!r}" if check.column else "dataset"
+    return f"{where} fails rule {check.rule}: {check.detail}"
+
+
+def parses_as_number(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").notna()
+
+
+def feature_columns(frame: pd.DataFrame, params: DataParams) -> list[str]:
+    excluded = {params.target, *params.id_columns, *params.drop_columns}
+    return [c for c in frame.columns if c not in excluded]
+
+
+def is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def single_column_score(values: pd.Series, target: pd.Series, bins: int = LEAKAGE_BINS) -> float:
+    """How well one column alone predicts the target (balanced accuracy on the data).
+
+    Each value (categorical) or each equal-frequency bin (numeric) predicts its majority
+    class. A few coarse bins cannot memorise rows, so only a column that encodes the label
+    (a copy, a code, the label plus noise) scores near 1: leakage. numpy/pandas only, so
+    the validate stage does not pay for importing scikit-learn.
+    """
+    mask = values.notna().to_numpy()
+    x, y = values[mask], target[mask].astype(str).to_numpy()
+    if len(y) == 0:
+        return 0.0
+    if is_numeric(x):
+        ranks = x.rank(method="average").to_numpy()
+        keys = np.minimum((ranks - 1) * bins // len(ranks), bins - 1).astype(int)
+    else:
+        keys = pd.factorize(x.astype(str))[0]
+    table = pd.crosstab(keys, y)
+    majority = table.idxmax(axis=1)
+    predicted = majority.reindex(keys).to_numpy()
+    classes = np.unique(target.astype(str))
+    # Classes only seen where the column is missing count as zero recall.
+    recalls = [np.mean(predicted[y == c] == c) if np.any(y == c) else 0.0 for c in classes]
+    return float(np.mean(recalls))
+
+
+def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> ValidationResult:
+    """Every rule of the data contract, in order; later rules run only when they can."""
+    result = ValidationResult(rows=len(frame), columns=frame.shape[1])
+    target = data.target
+
+    if frame.shape[1] == 0 or len(frame) == 0:
+        result.add("not_empty", False, f"the table has {len(frame)} rows and {frame.shape[1]} columns")
+        return result
+    result.add("not_empty", len(frame) >= rules.min_rows,
+               f"{len(frame)} rows (validate.min_rows: {rules.min_rows})")
+
+    if target not in frame.columns:
+        close = [c for c in frame.columns if c.lower() == target.lower()]
+        hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(frame.columns)[:20]}"
+        result.add("target_present", False, f"data.target {target!r} is not a column{hint}", target)
+        return result
+    result.add("target_present", True, "present", target)
+
+    for key, columns in (("data.id_columns", data.id_columns), ("data.drop_columns", data.drop_columns)):
+        for column in columns:
+            if column not in frame.columns:
+                result.add("listed_column_present", False, f"{key} names {column!r}, which is not a column", column)
+
+    labels = frame[target]
+    n_missing_target = int(labels.isna().sum())
+    result.add("target_complete", n_missing_target == 0,
+               f"{n_missing_target} rows have no target value", target)
+    counts = labels.dropna().astype(str).value_counts()
+    result.add("min_classes", len(counts) >= 2,
+               f"{len(counts)} class(es): {dict(counts.head(10))} (at least 2 are needed)", target)
+    if len(counts) >= 2:
+        smallest = counts.idxmin()
+        result.add("min_class_rows", counts.min() >= 2,
+                   f"class {smallest!r} has {counts.min()} row(s); a stratified split needs at least 2",
+                   target)
+
+    features = feature_columns(frame, data)
+    if not features:
+        result.add("has_features", False, "no feature columns remain after id/drop columns")
+        return result
+
+    for column in features:
+        values = frame[column]
+        n_null = int(values.isna().sum())
+        if n_null == len(values):
+            result.add("all_null", False, "every value is missing", column)
+            continue
+        if not is_numeric(values) and not pd.api.types.is_bool_dtype(values):
+            present = values.dropna()
+            parsed = parses_as_number(present.astype(str))
+            share = float(parsed.mean())
+            if share >= rules.numeric_parse_min_fraction and not parsed.all():
+                bad = present[~parsed].astype(str).unique()[:3].tolist()
+                result.add("numeric_parse", False,
+                           f"{int((~parsed).sum())} of {len(present)} values do not parse as numbers "
+                           f"(e.g. {bad}) while {share:.0%} do", column)
+                continue
+            levels = present.astype(str).nunique()
+            if levels > rules.max_categorical_levels:
+                result.add("categorical_levels", False,
+                           f"{levels} distinct text values (validate.max_categorical_levels: "
+                           f"{rules.max_categorical_levels}); list it in data.id_columns or "
+                           "data.drop_columns if it is an identifier or free text", column)
+                continue
+        fraction = n_null / len(values)
+        result.add("missing_fraction", fraction <= rules.max_missing_fraction,
+                   f"{fraction:.1%} missing (validate.max_missing_fraction: {rules.max_missing_fraction})",
+                   column)
+
+    duplicates = float(frame.duplicated().mean())
+    result.add("duplicate_fraction", duplicates <= rules.max_duplicate_fraction,
+               f"{duplicates:.1%} duplicate rows (validate.max_duplicate_fraction: "
+               f"{rules.max_duplicate_fraction})")
+
+    if len(counts) >= 2 and n_missing_target == 0:
+        _check_leakage(frame, features, target, rules, result)
+    return result
+
+
+def _check_leakage(frame: pd.DataFrame, features: list[str], target: str,
+                   rules: ValidateParams, result: ValidationResult) -> None:
+    failed = {c.column for c in result.failures}
+    sample = frame
+    if len(frame) > LEAKAGE_SAMPLE_ROWS:
+        sample = frame.sample(LEAKAGE_SAMPLE_ROWS, random_state=0)
+    labels = sample[target].astype(str)
+    for column in features:
+        if column in failed:
+            continue
+        values = sample[column]
+        if values.astype(str).equals(labels):
+            result.add("leakage", False, "equals the target", column)
+            continue
+        if not is_numeric(values) and values.nunique() > ID_LIKE_UNIQUE_FRACTION * len(values):
+            continue
+        score = single_column_score(values, labels)
+        result.add("leakage", score < rules.leakage_max_score,
+                   f"alone predicts the target with balanced accuracy {score:.3f} "
+                   f"(validate.leakage_max_score: {rules.leakage_max_score})", column)
+
+
+def infer_schema(frame: pd.DataFrame, data: DataParams) -> dict[str, Any]:
+    """The data contract the model, the serving API and the drift monitor all rely on."""
+    features = []
+    for column in feature_columns(frame, data):
+        values = frame[column]
+        entry: dict[str, Any] = {
+            "name": column,
+            "dtype": str(values.dtype),
+            "nullable": bool(values.isna().any()),
+            "missing_fraction": round(float(values.isna().mean()), 6),
+        }
+        if is_numeric(values):
+            numbers = values.astype(float)
+            entry |= {
+                "kind": "numeric",
+                "min": _finite(numbers.min()),
+                "max": _finite(numbers.max()),
+                "mean": _finite(numbers.mean()),
+                "std": _finite(numbers.std()),
+                "integer": bool(pd.api.types.is_integer_dtype(values)),
+            }
+        else:
+            entry |= {
+                "kind": "categorical",
+                "levels": sorted(values.dropna().astype(str).unique().tolist()),
+            }
+        features.append(entry)
+    labels = frame[data.target].astype(str)
+    counts = labels.value_counts().sort_index()
+    classes = counts.index.tolist()
+    return {
+        "version": SCHEMA_VERSION,
+        "target": data.target,
+        "task": "binary" if len(classes) == 2 else "multiclass",
+        "classes": classes,
+        "class_counts": {k: int(v) for k, v in counts.items()},
+        "features": features,
+        "id_columns": list(data.id_columns),
+        "dropped_columns": list(data.drop_columns),
+        "rows": len(frame),
+        "dataset_hash": frame_hash(frame),
+    }
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return round(value, 10) if np.isfinite(value) else None
+
+
+def render_validation_markdown(result: ValidationResult, source: str) -> str:
+    status = "PASSED" if result.passed else "FAILED"
+    lines = [
+        f"# Data validation: {status}",
+        "",
+        f"Source: `{source}` · {result.rows} rows · {result.columns} columns",
+        "",
+    ]
+    if result.failures:
+        lines += ["## Failures", ""]
+        lines += [f"- **{c.rule}** ({c.column or 'dataset'}): {c.detail}" for c in result.failures]
+        lines.append("")
+    lines += ["## All checks", "", "| rule | column | result | detail |", "|---|---|---|---|"]
+    for c in result.checks:
+        detail = c.detail.replace("|", "\\|")
+        lines.append(f"| {c.rule} | {c.column or '—'} | {'pass' if c.passed else '**FAIL**'} | {detail} |")
+    return "\n".join(lines) + "\n"
