@@ -71,7 +71,9 @@ class DataParams(Section):
     @model_validator(mode="after")
     def _columns(self) -> DataParams:
         if self.target in self.id_columns or self.target in self.drop_columns:
-            raise ValueError(f"target column {self.target!r} cannot also be an id or dropped column")
+            raise ValueError(
+                f"target column {self.target!r} cannot also be an id or dropped column"
+            )
         return self
 
     @property
@@ -221,9 +223,7 @@ _PHRASES = {
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = Params
     for part in loc[:-1]:
-        field = next(
-            (f for n, f in model.model_fields.items() if part in (n, f.alias)), None
-        )
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
         annotation = getattr(field, "annotation", None)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
@@ -289,7 +289,10 @@ def parse_params(raw: Any) -> Params:
 
 def _check_cross_section(params: Params) -> None:
     problems = []
-    for section, values in (("gate.min", params.gate.min), ("gate.max_regression", params.gate.max_regression)):
+    for section, values in (
+        ("gate.min", params.gate.min),
+        ("gate.max_regression", params.gate.max_regression),
+    ):
         for metric, value in values.items():
             if not math.isfinite(value):
                 problems.append(f"{section}.{metric}: {value!r} must be a finite number")

@@ -40,7 +40,9 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -
     out = {
         "accuracy": float(m.accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(m.balanced_accuracy_score(y_true, y_pred)),
-        "f1_macro": float(m.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_macro": float(
+            m.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
         "log_loss": float(m.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels)),
     }
     if len(present) < 2:
@@ -54,7 +56,9 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -
     return out
 
 
-def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
+def per_class_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str]
+) -> dict[str, dict[str, float]]:
     from sklearn.metrics import precision_recall_fscore_support
 
     y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
@@ -91,11 +95,16 @@ def roc_points(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> lis
         fpr, tpr, _ = roc_curve(truth, proba[:, classes.index(c)])
         tpr_grid = np.interp(grid, fpr, tpr)
         tpr_grid[0] = 0.0
-        rows += [{"class": c, "fpr": round(float(x), 4), "tpr": round(float(y), 6)} for x, y in zip(grid, tpr_grid, strict=True)]
+        rows += [
+            {"class": c, "fpr": round(float(x), 4), "tpr": round(float(y), 6)}
+            for x, y in zip(grid, tpr_grid, strict=True)
+        ]
     return rows
 
 
-def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
+def precision_recall_points(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str]
+) -> list[dict[str, Any]]:
     from sklearn.metrics import precision_recall_curve
 
     grid = np.linspace(0, 1, CURVE_POINTS)
@@ -108,18 +117,30 @@ def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, classes: list
         # recall decreases along the arrays; interpolate on increasing recall
         order = np.argsort(recall, kind="stable")
         p_grid = np.interp(grid, recall[order], precision[order])
-        rows += [{"class": c, "recall": round(float(x), 4), "precision": round(float(y), 6)} for x, y in zip(grid, p_grid, strict=True)]
+        rows += [
+            {"class": c, "recall": round(float(x), 4), "precision": round(float(y), 6)}
+            for x, y in zip(grid, p_grid, strict=True)
+        ]
     return rows
 
 
-def confusion_points(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[dict[str, str]]:
+def confusion_points(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str]
+) -> list[dict[str, str]]:
     y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
-    return [{"actual": str(a), "predicted": str(p)} for a, p in zip(np.asarray(y_true).astype(str), y_pred, strict=True)]
+    return [
+        {"actual": str(a), "predicted": str(p)}
+        for a, p in zip(np.asarray(y_true).astype(str), y_pred, strict=True)
+    ]
 
 
 def permutation_importance(
-    predict_proba: Callable[[pd.DataFrame], np.ndarray], features: pd.DataFrame,
-    y_true: np.ndarray, classes: list[str], repeats: int, seed: int,
+    predict_proba: Callable[[pd.DataFrame], np.ndarray],
+    features: pd.DataFrame,
+    y_true: np.ndarray,
+    classes: list[str],
+    repeats: int,
+    seed: int,
 ) -> list[dict[str, float | str]]:
     """Drop in ROC AUC (log loss if AUC is undefined) when one input column is shuffled.
 
@@ -138,17 +159,25 @@ def permutation_importance(
             shuffled[column] = rng.permutation(shuffled[column].to_numpy())
             score = compute_metrics(y_true, predict_proba(shuffled), classes)[metric]
             drops.append(sign * (baseline[metric] - score))
-        rows.append({
-            "feature": column,
-            "importance": round(float(np.mean(drops)), 6),
-            "std": round(float(np.std(drops)), 6),
-        })
+        rows.append(
+            {
+                "feature": column,
+                "importance": round(float(np.mean(drops)), 6),
+                "std": round(float(np.std(drops)), 6),
+            }
+        )
     rows.sort(key=lambda r: (-float(r["importance"]), str(r["feature"])))
     return rows
 
 
-def evaluate_model(pipeline: Any, onnx_model: bytes, test: pd.DataFrame, schema: dict[str, Any],
-                   importance_repeats: int, seed: int) -> dict[str, Any]:
+def evaluate_model(
+    pipeline: Any,
+    onnx_model: bytes,
+    test: pd.DataFrame,
+    schema: dict[str, Any],
+    importance_repeats: int,
+    seed: int,
+) -> dict[str, Any]:
     """Everything the evaluate stage writes, computed from the model and the test set.
 
     Metrics come from the sklearn model; the permutation importance (hundreds of
@@ -174,8 +203,12 @@ def evaluate_model(pipeline: Any, onnx_model: bytes, test: pd.DataFrame, schema:
         "precision_recall": precision_recall_points(y_true, proba, classes),
         "confusion": confusion_points(y_true, proba, classes),
         "importance": permutation_importance(
-            lambda f: onnx_predict(session, f, schema)[1], features, y_true, classes,
-            importance_repeats, seed,
+            lambda f: onnx_predict(session, f, schema)[1],
+            features,
+            y_true,
+            classes,
+            importance_repeats,
+            seed,
         ),
         "test_rows": len(test),
         "proba": proba,

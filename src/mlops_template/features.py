@@ -69,18 +69,31 @@ def build_preprocessor(schema: dict[str, Any]) -> Any:
     numeric = numeric_features(schema)
     categorical = categorical_features(schema)
     if numeric:
-        transformers.append((
-            "numeric",
-            Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-            numeric,
-        ))
+        transformers.append(
+            (
+                "numeric",
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
+                numeric,
+            )
+        )
     if categorical:
-        transformers.append((
-            "categorical",
-            Pipeline([
-                ("impute", SimpleImputer(missing_values=MISSING_CATEGORY, strategy="most_frequent")),
-                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-            ]),
-            categorical,
-        ))
+        transformers.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        (
+                            "impute",
+                            SimpleImputer(
+                                missing_values=MISSING_CATEGORY, strategy="most_frequent"
+                            ),
+                        ),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                categorical,
+            )
+        )
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)

@@ -14,9 +14,15 @@ def get_logger(name: str = LOGGER_NAME) -> logging.Logger:
 
 
 def configure(verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, os.environ.get("MLOPS_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    level = (
+        logging.DEBUG
+        if verbose
+        else getattr(logging, os.environ.get("MLOPS_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger(LOGGER_NAME)
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -26,7 +32,9 @@ def configure(verbose: bool = False) -> None:
 class Progress:
     """Logs "what: i/n" at most every `every` steps: progress on long loops, no extra deps."""
 
-    def __init__(self, what: str, total: int, logger: logging.Logger, every: int | None = None) -> None:
+    def __init__(
+        self, what: str, total: int, logger: logging.Logger, every: int | None = None
+    ) -> None:
         self.what, self.total, self.logger = what, total, logger
         self.every = every or max(1, total // 10)
         self.done = 0

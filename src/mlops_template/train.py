@@ -53,7 +53,9 @@ def build_estimator(params: TrainParams) -> Any:
 def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
     from sklearn.pipeline import Pipeline
 
-    return Pipeline([("preprocess", build_preprocessor(schema)), ("model", build_estimator(params))])
+    return Pipeline(
+        [("preprocess", build_preprocessor(schema)), ("model", build_estimator(params))]
+    )
 
 
 def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParams) -> Any:
@@ -91,7 +93,9 @@ def onnx_session(model: bytes | Path, threads: int = 1) -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_predict(session: Any, features: pd.DataFrame, schema: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def onnx_predict(
+    session: Any, features: pd.DataFrame, schema: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
     # skl2onnx sanitises input names ("mean radius" -> "mean_radius"); inputs keep the
     # order of the initial types, which is the order onnx_inputs produces.
     names = [i.name for i in session.get_inputs()]
@@ -115,8 +119,9 @@ class Parity:
         return self.label_mismatches == 0 and self.max_probability_difference <= self.tolerance
 
 
-def check_parity(pipeline: Any, onnx_model: bytes, frame: pd.DataFrame,
-                 schema: dict[str, Any], tolerance: float) -> Parity:
+def check_parity(
+    pipeline: Any, onnx_model: bytes, frame: pd.DataFrame, schema: dict[str, Any], tolerance: float
+) -> Parity:
     """sklearn vs ONNX on the same rows: labels must match, probabilities within tolerance."""
     features = feature_frame(frame, schema)
     onnx_labels, onnx_proba = onnx_predict(onnx_session(onnx_model), features, schema)
@@ -164,8 +169,9 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def train_info(params: TrainParams, parity: Parity, skops_model: bytes, onnx_model: bytes,
-               rows: int) -> dict[str, Any]:
+def train_info(
+    params: TrainParams, parity: Parity, skops_model: bytes, onnx_model: bytes, rows: int
+) -> dict[str, Any]:
     return {
         "model": params.model,
         "hyperparameters": params.estimator_params.model_dump(),
@@ -179,4 +185,3 @@ def train_info(params: TrainParams, parity: Parity, skops_model: bytes, onnx_mod
         },
         "sha256": {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)},
     }
-

