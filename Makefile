@@ -78,6 +78,16 @@ format: .venv/.synced ## Format and autofix with ruff
 bench: install ## Run the benchmarks and print their figures
 	$(RUN) python bench/pipeline.py
 
+NAME ?=
+.PHONY: init
+init: .venv/.synced ## Make the template yours: make init NAME=my_project [KEEP_EXAMPLES=1]
+	@test -n "$(NAME)" || { echo "usage: make init NAME=my_project" >&2; exit 2; }
+	$(RUN) python -m mlops_template init "$(NAME)" $(if $(KEEP_EXAMPLES),--keep-examples,)
+
+.PHONY: doctor
+doctor: .venv/.synced ## Check the local set-up (Python, git, DVC remote, params, workflows)
+	$(RUN) python -m mlops_template doctor
+
 .PHONY: clean
 clean: ## Remove pipeline outputs (the DVC cache keeps them: `dvc checkout` restores)
 	rm -rf data/raw data/split data/schema.json models eval reports

@@ -14,6 +14,17 @@ TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
+def uv_binary() -> str:
+    """The uv that built this environment: on PATH, or bootstrapped by the Makefile."""
+    found = shutil.which("uv")
+    return found or str(TEMPLATE_ROOT / ".tools" / "bin" / "uv")
+
+
+def link_venv(project: Path) -> None:
+    """Let `make` targets in a project copy use this test run's environment (no re-install)."""
+    (project / ".venv").symlink_to(VENV_BIN.parent, target_is_directory=True)
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: the project's venv first on PATH, no analytics."""
     env = dict(os.environ)

@@ -77,7 +77,7 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
         target_opset=ONNX_OPSET,
     )
     # skl2onnx names the graph with a random UUID; a fixed name keeps the file reproducible.
-    model.graph.name = "mlops_template_model"
+    model.graph.name = "model"
     return model.SerializeToString()
 
 
