@@ -1,0 +1,258 @@
+"""The pull-request loop, end to end under act: ci.yaml on main, pr.yaml, pr-comment.yaml.
+
+One simulated GitHub repository (`World`: cache, artifacts, API answers) and one git
+repo (a copy of the template) for the module. Three pipeline runs in all, the rest are
+cheap commenter runs:
+1. push to main -> ci.yaml `dvc-cache` reproduces the pipeline and saves the DVC cache;
+2. a same-repo PR changing only documentation -> passes, comments, no stage executed;
+3. a fork PR crippling the model -> fails on the gate, posts nothing, uploads the report;
+then pr-comment.yaml on workflow_run payloads (posts to the fork PR; refuses bad numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from typing import Any
+
+import pytest
+import yaml
+from tests.helpers import edit_params
+from tests.workflows.act import (
+    WORKFLOWS,
+    ActResult,
+    GitRepo,
+    World,
+    make_repo,
+    pull_request_event,
+    push_event,
+    workflow_run_event,
+)
+
+pytestmark = pytest.mark.slow
+
+REPO = "acme/mlops-demo"
+FORK = "forker/mlops-demo"
+DOCS_PR, FORK_PR = 7, 8
+STAGES = list(yaml.safe_load((WORKFLOWS.parents[1] / "dvc.yaml").read_text())["stages"])
+TITLE = yaml.safe_load((WORKFLOWS / "pr.yaml").read_text())["env"]["REPORT_TITLE"]
+GATE_STEP = "Fail when the enforced quality gate failed"
+NUMBER_STEP = "Accept the PR number only if it is all digits and the PR is the run's"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return World(tmp_path_factory.mktemp("github"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
+    return make_repo(tmp_path_factory.mktemp("repo") / "mlops-demo", REPO)
+
+
+@pytest.fixture(scope="module")
+def main_run(world: World, repo: GitRepo) -> ActResult:
+    repo.git("checkout", "-q", "main")
+    return world.act(repo, "push", push_event(repo), "ci.yaml", job="dvc-cache")
+
+
+def _require(result: ActResult, what: str) -> None:
+    if result.returncode != 0 and GATE_STEP not in result.output:
+        pytest.fail(f"{what} did not run through:\n{result}")
+
+
+@pytest.fixture(scope="module")
+def docs_pr(world: World, repo: GitRepo, main_run: ActResult) -> tuple[dict[str, Any], ActResult]:
+    _require(main_run, "the main run")
+    repo.git("checkout", "-q", "-b", "docs-typo", "main")
+    repo.commit("docs: clarify the README", {"README.md": "# MLOps demo\n\nClearer words.\n"})
+    event = pull_request_event(repo, DOCS_PR, "docs-typo")
+    return event, world.act(repo, "pull_request", event, "pr.yaml")
+
+
+@pytest.fixture(scope="module")
+def fork_pr(world: World, repo: GitRepo, main_run: ActResult) -> tuple[dict[str, Any], ActResult]:
+    _require(main_run, "the main run")
+    repo.git("checkout", "-q", "-b", "tiny-forest", "main")
+    edit_params(
+        repo.path, **{"train.random_forest.max_depth": 1, "train.random_forest.n_estimators": 1}
+    )
+    repo.commit("train: one stump is enough")
+    event = pull_request_event(repo, FORK_PR, "tiny-forest", head_repo=FORK)
+    return event, world.act(repo, "pull_request", event, "pr.yaml")
+
+
+def comment(
+    world: World, repo: GitRepo, event: dict[str, Any], run_id: int, **kw: Any
+) -> ActResult:
+    """pr-comment.yaml for the completed pr.yaml run `run_id` of the PR in `event`."""
+    repo.git("checkout", "-q", "main")  # workflow_run runs the default branch's workflow
+    payload = workflow_run_event(repo, run_id, event, **kw)
+    return world.act(repo, "workflow_run", payload, "pr-comment.yaml")
+
+
+def metrics_rows(markdown: str) -> list[str]:
+    """The metrics named in the first column of the report's markdown tables."""
+    return re.findall(r"^\| *`?(\w+)`? *[↑↓]? *\|", markdown, flags=re.M)
+
+
+def test_main_push_reproduces_the_pipeline_and_saves_the_dvc_cache(main_run: ActResult) -> None:
+    assert main_run.succeeded, main_run
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in main_run.output, main_run
+    assert "Cache not found for input keys: dvc-Linux-" in main_run.output
+    (entry,) = (main_run.world.store / "cache" / "refs%2Fheads%2Fmain").iterdir()
+    assert entry.name.startswith("dvc-Linux-")
+    assert any((entry / "data" / ".dvc" / "cache" / "runs").iterdir()), "no run-cache saved"
+
+
+def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
+    docs_pr: tuple[dict[str, Any], ActResult],
+) -> None:
+    event, result = docs_pr
+    assert result.succeeded, result
+    # The cache came from main's run, by exact key (docs do not change the pipeline's inputs).
+    assert re.search(
+        r"Cache restored from key: dvc-Linux-\w+ \(scope refs/heads/main\)", result.output
+    )
+    assert "Cache saved with key" not in result.output
+    # No stage executed, neither for the PR nor for its base: all from the run-cache.
+    assert "Running stage" not in result.output, result
+    for stage in STAGES:
+        assert f"Stage '{stage}' is cached - skipping run" in result.output, result
+    # Exactly one call: the sticky comment on this PR, with the report as uploaded.
+    artifact = result.artifact("pr-report")
+    (call,) = result.cml_calls()
+    assert call["command"] == "comment update"
+    assert call["flags"] == {"target": "pr", "watermark-title": TITLE, "publish": "false"}
+    assert call["pr"] == DOCS_PR == event["pull_request"]["number"]
+    assert call["markdown"] == (artifact / "report.md").read_text()
+    compared = yaml.safe_load((WORKFLOWS.parents[1] / "params.yaml").read_text())["compare"][
+        "metrics"
+    ]
+    assert set(compared) <= set(metrics_rows(call["markdown"])), call["markdown"]
+    assert event["pull_request"]["base"]["sha"] in call["markdown"]  # compared with the real base
+    assert f"https://github.com/{REPO}/actions/runs/{result.run_id}" in call["markdown"]
+    gate = json.loads((artifact / "gate.json").read_text())
+    assert gate["passed"] is True and gate["reasons"] == []
+    assert (artifact / "pr-number").read_text().strip() == str(DOCS_PR)
+    assert list(artifact.glob("*.png"))
+
+
+def test_fork_pr_degrading_the_model_fails_posts_nothing_and_uploads_the_report(
+    fork_pr: tuple[dict[str, Any], ActResult],
+) -> None:
+    _, result = fork_pr
+    assert result.returncode != 0 and not result.succeeded, result
+    # The job failed at its last step, on the gate: every step before it ran through, so
+    # the comment step was skipped by its same-repository condition, not by a failure.
+    assert result.step_failed(GATE_STEP), result
+    assert result.step_succeeded("Upload the report"), result
+    assert not result.step_ran("Post or update the report comment")
+    assert not result.step_ran("Set up CML")
+    assert result.cml_calls() == []
+    # Only what the params change touches was rerun; the rest came from main's cache
+    # (restore-keys: the exact key differs), and this PR's cache was saved in its scope.
+    for stage in ("train", "evaluate"):
+        assert f"Running stage '{stage}'" in result.output, result
+    for stage in ("ingest", "validate", "split"):
+        assert f"Running stage '{stage}'" not in result.output, result
+    assert re.search(
+        r"Cache restored from key: dvc-Linux-\w+ \(scope refs/heads/main\)", result.output
+    )
+    assert f"(scope refs/pull/{FORK_PR}/merge)" in result.output
+    # The artifact carries everything the commenter needs, and the report names the rule.
+    artifact = result.artifact("pr-report")
+    gate = json.loads((artifact / "gate.json").read_text())
+    assert gate["passed"] is False and gate["mode"] == "enforce" and gate["reasons"], gate
+    report = (artifact / "report.md").read_text()
+    rules = {rule for reason in gate["reasons"] for rule in re.findall(r"gate\.[\w.]+\w", reason)}
+    assert rules, gate["reasons"]
+    for rule in rules:
+        assert rule in report, rule
+    assert (artifact / "pr-number").read_text().strip() == str(FORK_PR)
+    assert list(artifact.glob("*.png"))
+
+
+def test_commenter_posts_the_fork_report_on_its_pr(
+    world: World, repo: GitRepo, fork_pr: tuple[dict[str, Any], ActResult]
+) -> None:
+    event, pr_run = fork_pr
+    world.publish_pull_request(event)
+    result = comment(world, repo, event, pr_run.run_id, conclusion="failure")
+    assert result.succeeded, result
+    (call,) = result.cml_calls()
+    assert call["command"] == "comment update"
+    assert call["flags"] == {
+        "target": f"pr/{FORK_PR}",
+        "watermark-title": TITLE,
+        "publish": "false",
+    }
+    assert call["markdown"] == (pr_run.artifact("pr-report") / "report.md").read_text()
+
+
+def _forged_run(world: World, source: ActResult, number: str) -> int:
+    """A copy of `source`'s artifact under a new run id, with another pr-number."""
+    run_id = world.new_run_id()
+    forged = world.store / "artifacts" / str(run_id) / "pr-report"
+    shutil.copytree(source.artifact("pr-report"), forged)
+    (forged / "pr-number").write_text(number)
+    return run_id
+
+
+@pytest.mark.parametrize("number", ["8; touch pwned", "8\n9", "", "0x8", "-8"])
+def test_commenter_refuses_a_pr_number_that_is_not_all_digits(
+    world: World, repo: GitRepo, fork_pr: tuple[dict[str, Any], ActResult], number: str
+) -> None:
+    event, pr_run = fork_pr
+    world.publish_pull_request(event)
+    result = comment(world, repo, event, _forged_run(world, pr_run, number))
+    assert result.returncode != 0, result
+    assert result.step_failed(NUMBER_STEP), result
+    assert "is not all digits" in result.output
+    assert result.cml_calls() == []
+
+
+def test_commenter_refuses_the_number_of_another_pr(
+    world: World,
+    repo: GitRepo,
+    docs_pr: tuple[dict[str, Any], ActResult],
+    fork_pr: tuple[dict[str, Any], ActResult],
+) -> None:
+    """Digits, but not the PR this run built: the fork must not overwrite PR 7's comment."""
+    fork_event, pr_run = fork_pr
+    world.publish_pull_request(docs_pr[0])
+    result = comment(world, repo, fork_event, _forged_run(world, pr_run, str(DOCS_PR)))
+    assert result.returncode != 0, result
+    assert result.step_failed(NUMBER_STEP), result
+    assert f"PR #{DOCS_PR}'s head is" in result.output
+    assert result.cml_calls() == []
+
+
+@pytest.mark.parametrize(("which", "conclusion"), [("same-repo", "success"), ("fork", "cancelled")])
+def test_commenter_skips_same_repo_prs_and_unfinished_runs(
+    world: World,
+    repo: GitRepo,
+    docs_pr: tuple[dict[str, Any], ActResult],
+    fork_pr: tuple[dict[str, Any], ActResult],
+    which: str,
+    conclusion: str,
+) -> None:
+    event, pr_run = docs_pr if which == "same-repo" else fork_pr
+    result = comment(world, repo, event, pr_run.run_id, conclusion=conclusion)
+    assert result.returncode == 0, result
+    assert not result.step_ran("Download the report of the PR's run"), result
+    assert result.cml_calls() == []
+
+
+def test_payloads_are_the_real_examples_retargeted(
+    repo: GitRepo, fork_pr: tuple[dict[str, Any], ActResult]
+) -> None:
+    event, _ = fork_pr
+    pr = event["pull_request"]
+    assert event["action"] == "opened" and event["number"] == pr["number"] == FORK_PR
+    assert pr["base"]["sha"] == repo.sha("main") and pr["head"]["sha"] == repo.sha("tiny-forest")
+    assert pr["base"]["repo"]["full_name"] == event["repository"]["full_name"] == REPO
+    assert pr["head"]["repo"]["full_name"] == FORK and pr["head"]["repo"]["fork"] is True
+    assert "Codertocat/Hello-World" not in json.dumps(event)
