@@ -54,6 +54,10 @@ repro: .venv/.synced ## dvc repro (params are checked first, so a typo loses no 
 	$(RUN) python -m mlops_template check
 	$(RUN) dvc repro
 
+.PHONY: report
+report: repro ## PR report vs BASE (default: merge base with origin/main) -> reports/pr/
+	$(RUN) python -m mlops_template report --base "$(BASE)" --no-check-fresh
+
 .PHONY: test
 test: install ## Run the whole test suite (what .ci/run and CI run)
 	$(RUN) pytest $(PYTEST_ARGS)

@@ -29,5 +29,8 @@ PLOTS_DIR = EVAL_DIR / "plots"
 IMPORTANCE = EVAL_DIR / "importance.json"
 
 PR_REPORT_DIR = Path("reports/pr")
+PR_REPORT_MD = PR_REPORT_DIR / "report.md"
+PR_GATE_JSON = PR_REPORT_DIR / "gate.json"
+PR_COMPARISON_JSON = PR_REPORT_DIR / "comparison.json"
 DEPLOY_REPORT_DIR = Path("reports/deploy")
 MONITOR_REPORT_DIR = Path("reports/monitor")

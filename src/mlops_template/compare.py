@@ -1,0 +1,701 @@
+"""Base model vs PR model on the PR's test set, with paired-bootstrap uncertainty, and the
+quality gate that judges the result.
+
+Both models are scored through their own ONNX file and schema on the same rows (the PR's
+test set), so the base's code is not needed: a feature the PR dropped is fed to the base
+model as missing. Point metrics come from `evaluate.compute_metrics`, the one definition.
+The bootstrap recomputes those same metrics for every resample at once, with resamples
+expressed as row counts (a resample = a row-weight vector); `test_compare.py` checks the
+vectorised form against `compute_metrics` on explicit resamples.
+
+`decide_gate` is the pure decision (PR check and promotion): minimums per metric, and a
+maximum regression judged on the confidence interval of the difference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlops_template.config import CompareParams, GateParams, flatten
+from mlops_template.evaluate import HIGHER_IS_BETTER, compute_metrics, confusion
+from mlops_template.features import categorical_features, feature_names, target_labels
+
+Verdict = Literal["better", "worse", "no significant change", "undetermined", "no base"]
+ALL_METRICS = tuple(HIGHER_IS_BETTER)
+# Cells per bootstrap chunk (resamples x rows): bounds memory for large test sets.
+CHUNK_CELLS = 4_000_000
+# Below this share of resamples with a defined metric (e.g. a class absent from many
+# resamples of a tiny test set), no interval is reported and the gate refuses to judge.
+MIN_VALID_RESAMPLE_FRACTION = 0.5
+_MISSING = object()
+
+
+# ---------------------------------------------------------------- inputs and results
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    """One side of a comparison: the model and the files that describe how it was made."""
+
+    onnx: bytes
+    schema: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)  # params.yaml as written
+    validation: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None  # the side's own evaluation (its own test set)
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    name: str
+    pr: float
+    base: float | None
+    delta: float | None  # pr - base
+    ci_low: float | None  # confidence interval of delta
+    ci_high: float | None
+    verdict: Verdict
+    valid_resamples: int = 0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return HIGHER_IS_BETTER[self.name]
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    column: str
+    what: str  # "kind", "levels added", "range", ...
+    base: str
+    pr: str
+
+
+@dataclass(frozen=True)
+class DataDiff:
+    base_hash: str | None
+    pr_hash: str | None
+    base_rows: int | None
+    pr_rows: int | None
+    base_test_rows: int | None
+    pr_test_rows: int
+    base_target: str | None
+    pr_target: str
+    base_features: int | None
+    pr_features: int
+    added_columns: list[str]
+    removed_columns: list[str]
+    schema_changes: list[SchemaChange]
+    class_balance: list[tuple[str, int | None, int | None]]  # label, base count, PR count
+
+    @property
+    def changed(self) -> bool:
+        return (
+            self.base_hash != self.pr_hash
+            or bool(self.added_columns or self.removed_columns or self.schema_changes)
+            or self.base_target != self.pr_target
+        )
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    key: str
+    base: Any  # _MISSING when the key is new
+    pr: Any  # _MISSING when the key was removed
+
+    @property
+    def added(self) -> bool:
+        return self.base is _MISSING
+
+    @property
+    def removed(self) -> bool:
+        return self.pr is _MISSING
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    passed: bool | None
+    checks: int
+    failures: list[str]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    classes: list[str]
+    y_true: np.ndarray
+    proba_pr: np.ndarray
+    proba_base: np.ndarray | None
+    metrics: list[MetricComparison]
+    base_available: bool
+    base_note: str  # why there is no base, or what was special about scoring it
+    fed_missing: list[str]  # base features absent from the PR's data, fed as missing
+    data: DataDiff
+    params: list[ParamChange]
+    validation_pr: ValidationSummary
+    validation_base: ValidationSummary | None
+    confusion_pr: list[list[int]]
+    confusion_base: list[list[int]] | None
+    resamples: int
+    confidence: float
+    seed: int
+    bootstrap_seconds: float
+
+    def metric(self, name: str) -> MetricComparison | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+class IncomparableError(ValueError):
+    """The base model cannot be scored on the PR's test set (other classes, bad inputs)."""
+
+
+def base_input_frame(test: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.DataFrame, list[str]]:
+    """The test rows with every column the model's schema expects; absent ones as missing."""
+    absent = [name for name in feature_names(schema) if name not in test.columns]
+    if not absent:
+        return test, []
+    categorical = set(categorical_features(schema))
+    filled = test.copy()
+    for name in absent:
+        filled[name] = pd.Series(
+            None if name in categorical else np.nan,
+            index=test.index,
+            dtype=object if name in categorical else "float64",
+        )
+    return filled, absent
+
+
+def score_model(
+    onnx_model: bytes, schema: dict[str, Any], test: pd.DataFrame, classes: list[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of an ONNX model on TEST, columns in CLASSES order.
+
+    Returns (proba, features fed as missing). Raises IncomparableError when the model's
+    classes differ from CLASSES.
+    """
+    from mlops_template.features import feature_frame
+    from mlops_template.train import onnx_predict, onnx_session
+
+    model_classes = [str(c) for c in schema["classes"]]
+    if sorted(model_classes) != sorted(classes):
+        raise IncomparableError(
+            f"the base model predicts classes {model_classes[:10]}, the PR's data has "
+            f"{classes[:10]}: no like-for-like comparison"
+        )
+    frame, absent = base_input_frame(test, schema)
+    _, proba = onnx_predict(onnx_session(onnx_model), feature_frame(frame, schema), schema)
+    if proba.shape != (len(test), len(model_classes)):
+        raise IncomparableError(
+            f"the model returned probabilities of shape {proba.shape}, expected "
+            f"{(len(test), len(model_classes))}"
+        )
+    order = [model_classes.index(c) for c in classes]
+    return proba[:, order], absent
+
+
+# ---------------------------------------------------------------- fast bootstrap
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Per-row quantities of one model's predictions, from which every metric of a
+    weighted resample is a matrix product."""
+
+    truth: np.ndarray  # (n, K) one-hot of the true class
+    pred: np.ndarray  # (n, K) one-hot of the predicted class
+    hit: np.ndarray  # (n, K) truth * pred
+    correct: np.ndarray  # (n,)
+    nll: np.ndarray  # (n,) per-row log loss, as sklearn's log_loss computes it
+    auc: list[
+        tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]  # per curve class: order, group starts, positive
+
+
+def _rows(y_index: np.ndarray, proba: np.ndarray, n_classes: int) -> _Rows:
+    n = len(y_index)
+    eye = np.eye(n_classes)
+    truth, pred = eye[y_index], eye[np.argmax(proba, axis=1)]
+    p_true = proba[np.arange(n), y_index]
+    eps = np.finfo(np.float64).eps  # compute_metrics clips p(true class) to [eps, 1 - eps]
+    nll = -np.log(np.clip(p_true, eps, 1 - eps))
+    curve_classes = [1] if n_classes == 2 else list(range(n_classes))
+    auc = []
+    for k in curve_classes:
+        order = np.argsort(proba[:, k], kind="mergesort")
+        scores = proba[order, k]
+        starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+        auc.append((order, starts, (y_index[order] == k).astype(np.float64)))
+    return _Rows(truth, pred, truth * pred, (truth * pred).sum(axis=1), nll, auc)
+
+
+def _weighted_auc(
+    weights: np.ndarray, order: np.ndarray, starts: np.ndarray, positive: np.ndarray
+) -> np.ndarray:
+    """ROC AUC per weight row: P(score_pos > score_neg) + 0.5 P(tie), ties grouped."""
+    sorted_w = weights[:, order]
+    w_pos = np.add.reduceat(sorted_w * positive, starts, axis=1)
+    w_neg = np.add.reduceat(sorted_w * (1.0 - positive), starts, axis=1)
+    below = np.cumsum(w_neg, axis=1) - w_neg
+    numerator = (w_pos * (below + 0.5 * w_neg)).sum(axis=1)
+    total_pos, total_neg = w_pos.sum(axis=1), w_neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(
+            (total_pos > 0) & (total_neg > 0), numerator / (total_pos * total_neg), np.nan
+        )
+
+
+def _weighted_metrics(
+    weights: np.ndarray, rows: _Rows, metrics: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Every requested metric for each row of WEIGHTS (resample counts), vectorised."""
+    total = weights.sum(axis=1)
+    out: dict[str, np.ndarray] = {}
+    need_counts = {"balanced_accuracy", "f1_macro"} & set(metrics)
+    if need_counts:
+        true_k, pred_k, hit_k = weights @ rows.truth, weights @ rows.pred, weights @ rows.hit
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if "balanced_accuracy" in metrics:
+                recall = np.where(true_k > 0, hit_k / true_k, np.nan)
+                out["balanced_accuracy"] = np.nanmean(recall, axis=1)
+            if "f1_macro" in metrics:
+                denominator = true_k + pred_k
+                f1 = np.where(denominator > 0, 2 * hit_k / denominator, 0.0)
+                out["f1_macro"] = f1.mean(axis=1)
+    if "accuracy" in metrics:
+        out["accuracy"] = (weights @ rows.correct) / total
+    if "log_loss" in metrics:
+        out["log_loss"] = (weights @ rows.nll) / total
+    if "roc_auc" in metrics:
+        per_class = np.stack([_weighted_auc(weights, *curve) for curve in rows.auc], axis=1)
+        if per_class.shape[1] == 1:
+            out["roc_auc"] = per_class[:, 0]  # binary: NaN when a class is absent
+        else:  # mean over the classes present (defined AUC); NaN with fewer than two
+            defined = np.isfinite(per_class)
+            total_auc = np.where(defined, per_class, 0.0).sum(axis=1)
+            n_defined = defined.sum(axis=1)
+            out["roc_auc"] = np.where(n_defined >= 2, total_auc / np.maximum(n_defined, 1), np.nan)
+    return out
+
+
+def resample_counts(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of n rows as count matrices (resamples x n), in chunks."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, CHUNK_CELLS // max(n, 1))
+    done = 0
+    while done < resamples:
+        size = min(chunk, resamples - done)
+        draws = rng.integers(0, n, size=(size, n))
+        offsets = (np.arange(size) * n)[:, None]
+        yield (
+            np.bincount((draws + offsets).ravel(), minlength=size * n)
+            .reshape(size, n)
+            .astype(np.float64)
+        )
+        done += size
+
+
+def bootstrap_metrics(
+    y_true: np.ndarray,
+    classes: list[str],
+    probas: Sequence[np.ndarray],
+    metrics: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> list[dict[str, np.ndarray]]:
+    """Each metric of each model on the same (paired) resamples: one array per metric."""
+    index = {c: i for i, c in enumerate(classes)}
+    y_index = np.array([index[str(y)] for y in y_true], dtype=np.int64)
+    models = [_rows(y_index, proba, len(classes)) for proba in probas]
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in models]
+    with np.errstate(invalid="ignore"):
+        for counts in resample_counts(len(y_index), resamples, seed):
+            for model, part in zip(models, parts, strict=True):
+                part.append(_weighted_metrics(counts, model, metrics))
+    return [{m: np.concatenate([p[m] for p in part]) for m in metrics} for part in parts]
+
+
+def _verdict(name: str, low: float | None, high: float | None) -> Verdict:
+    if low is None or high is None:
+        return "undetermined"
+    sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
+    low, high = sorted((sign * low, sign * high))
+    if low > 0:
+        return "better"
+    if high < 0:
+        return "worse"
+    return "no significant change"
+
+
+def compare_metrics(
+    y_true: np.ndarray,
+    classes: list[str],
+    proba_pr: np.ndarray,
+    proba_base: np.ndarray | None,
+    metrics: Sequence[str],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> list[MetricComparison]:
+    """Point values (compute_metrics) and the paired-bootstrap interval of PR - base."""
+    pr_point = compute_metrics(y_true, proba_pr, classes)
+    if proba_base is None:
+        return [
+            MetricComparison(m, pr_point[m], None, None, None, None, "no base") for m in metrics
+        ]
+    base_point = compute_metrics(y_true, proba_base, classes)
+    pr_boot, base_boot = bootstrap_metrics(
+        y_true, classes, [proba_pr, proba_base], metrics, resamples, seed
+    )
+    alpha = 1.0 - confidence
+    out = []
+    for m in metrics:
+        deltas = pr_boot[m] - base_boot[m]
+        valid = deltas[np.isfinite(deltas)]
+        low = high = None
+        if len(valid) >= MIN_VALID_RESAMPLE_FRACTION * resamples:
+            low, high = (float(v) for v in np.quantile(valid, [alpha / 2, 1 - alpha / 2]))
+        delta = pr_point[m] - base_point[m]
+        if not math.isfinite(delta):
+            low = high = None
+        out.append(
+            MetricComparison(
+                m,
+                pr_point[m],
+                base_point[m],
+                delta,
+                low,
+                high,
+                _verdict(m, low, high),
+                len(valid),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- data, params, validation
+
+
+def _describe_range(feature: dict[str, Any]) -> str:
+    return f"[{feature.get('min')}, {feature.get('max')}]"
+
+
+def schema_changes(base: dict[str, Any], pr: dict[str, Any]) -> list[SchemaChange]:
+    base_features = {f["name"]: f for f in base.get("features", [])}
+    changes = []
+    for feature in pr.get("features", []):
+        name = feature["name"]
+        old = base_features.get(name)
+        if old is None:
+            continue
+        if old.get("kind") != feature.get("kind"):
+            changes.append(
+                SchemaChange(name, "kind", str(old.get("kind")), str(feature.get("kind")))
+            )
+            continue
+        if old.get("dtype") != feature.get("dtype"):
+            changes.append(
+                SchemaChange(name, "dtype", str(old.get("dtype")), str(feature.get("dtype")))
+            )
+        if feature.get("kind") == "categorical":
+            old_levels, new_levels = set(old.get("levels", [])), set(feature.get("levels", []))
+            if new_levels - old_levels:
+                changes.append(
+                    SchemaChange(
+                        name, "levels added", "", ", ".join(sorted(new_levels - old_levels))
+                    )
+                )
+            if old_levels - new_levels:
+                changes.append(
+                    SchemaChange(
+                        name, "levels removed", ", ".join(sorted(old_levels - new_levels)), ""
+                    )
+                )
+        elif (old.get("min"), old.get("max")) != (feature.get("min"), feature.get("max")):
+            changes.append(
+                SchemaChange(name, "range", _describe_range(old), _describe_range(feature))
+            )
+        old_missing, new_missing = (
+            old.get("missing_fraction", 0.0),
+            feature.get("missing_fraction", 0.0),
+        )
+        if old_missing != new_missing:
+            changes.append(
+                SchemaChange(name, "missing fraction", f"{old_missing:.2%}", f"{new_missing:.2%}")
+            )
+    return changes
+
+
+def data_diff(
+    base: dict[str, Any] | None,
+    pr: dict[str, Any],
+    pr_test_rows: int,
+    base_test_rows: int | None,
+) -> DataDiff:
+    pr_names = feature_names(pr)
+    base_names = feature_names(base) if base else []
+    pr_counts = pr.get("class_counts", {})
+    base_counts = base.get("class_counts", {}) if base else {}
+    labels = sorted(set(pr_counts) | set(base_counts))
+    return DataDiff(
+        base_hash=base.get("dataset_hash") if base else None,
+        pr_hash=pr.get("dataset_hash"),
+        base_rows=base.get("rows") if base else None,
+        pr_rows=pr.get("rows"),
+        base_test_rows=base_test_rows,
+        pr_test_rows=pr_test_rows,
+        base_target=base.get("target") if base else None,
+        pr_target=pr["target"],
+        base_features=len(base_names) if base else None,
+        pr_features=len(pr_names),
+        added_columns=[n for n in pr_names if base and n not in base_names],
+        removed_columns=[n for n in base_names if n not in pr_names],
+        schema_changes=schema_changes(base, pr) if base else [],
+        class_balance=[(label, base_counts.get(label), pr_counts.get(label)) for label in labels],
+    )
+
+
+def params_diff(base: dict[str, Any], pr: dict[str, Any]) -> list[ParamChange]:
+    """Flattened dotted keys whose value differs (added and removed keys included)."""
+    old, new = flatten(base or {}), flatten(pr or {})
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
+        if (
+            before is _MISSING
+            or after is _MISSING
+            or before != after
+            or type(before) is not type(after)
+        ):
+            changes.append(ParamChange(key, before, after))
+    return changes
+
+
+def validation_summary(report: dict[str, Any] | None) -> ValidationSummary:
+    if not report:
+        return ValidationSummary(None, 0, [])
+    failures = [
+        f"{f.get('rule')} ({f.get('column') or 'dataset'}): {f.get('detail')}"
+        for f in report.get("failures", [])
+    ]
+    return ValidationSummary(bool(report.get("passed")), len(report.get("checks", [])), failures)
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+def metrics_to_compare(settings: CompareParams, gate: GateParams | None = None) -> list[str]:
+    """compare.metrics, then any metric the gate judges that is not already listed."""
+    names = list(settings.metrics)
+    if gate is not None:
+        names += [m for m in (*gate.min, *gate.max_regression) if m not in names]
+    return list(dict.fromkeys(names))
+
+
+def compare(
+    candidate: ModelArtifacts,
+    base: ModelArtifacts | None,
+    test: pd.DataFrame,
+    settings: CompareParams,
+    gate: GateParams | None = None,
+    base_missing_reason: str = "",
+) -> Comparison:
+    """Score both models on TEST (the candidate's test set) and describe every difference."""
+    classes = [str(c) for c in candidate.schema["classes"]]
+    y_true = target_labels(test, candidate.schema)
+    proba_pr, _ = score_model(candidate.onnx, candidate.schema, test, classes)
+    proba_base, fed_missing, note = None, [], base_missing_reason
+    if base is not None:
+        try:
+            proba_base, fed_missing = score_model(base.onnx, base.schema, test, classes)
+        except IncomparableError as exc:
+            note = str(exc)
+    started = time.perf_counter()
+    metrics = compare_metrics(
+        y_true,
+        classes,
+        proba_pr,
+        proba_base,
+        metrics_to_compare(settings, gate),
+        settings.bootstrap_resamples,
+        settings.confidence,
+        settings.seed,
+    )
+    seconds = time.perf_counter() - started
+    base_test_rows = (base.metrics or {}).get("test_rows") if base is not None else None
+    return Comparison(
+        classes=classes,
+        y_true=y_true,
+        proba_pr=proba_pr,
+        proba_base=proba_base,
+        metrics=metrics,
+        base_available=proba_base is not None,
+        base_note=note,
+        fed_missing=fed_missing,
+        data=data_diff(
+            base.schema if base is not None else None, candidate.schema, len(test), base_test_rows
+        ),
+        params=params_diff(base.params if base is not None else {}, candidate.params),
+        validation_pr=validation_summary(candidate.validation),
+        validation_base=validation_summary(base.validation) if base is not None else None,
+        confusion_pr=confusion(y_true, proba_pr, classes),
+        confusion_base=confusion(y_true, proba_base, classes) if proba_base is not None else None,
+        resamples=settings.bootstrap_resamples,
+        confidence=settings.confidence,
+        seed=settings.seed,
+        bootstrap_seconds=seconds,
+    )
+
+
+# ---------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str  # dotted params key, e.g. "gate.min.roc_auc"
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    mode: Literal["enforce", "warn"]
+    reasons: list[str]  # one per failed rule, naming it
+    rules: list[RuleResult]
+    notes: list[str]  # e.g. "no base model: regression rules skipped"
+
+    @property
+    def blocking(self) -> bool:
+        """True when the check must fail: an enforced gate that did not pass."""
+        return not self.passed and self.mode == "enforce"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "mode": self.mode, "reasons": list(self.reasons)}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _min_rule(metric: str, bound: float, found: MetricComparison | None) -> RuleResult:
+    rule = f"gate.min.{metric}"
+    higher = HIGHER_IS_BETTER[metric]
+    if found is None:
+        return RuleResult(rule, False, f"{rule}: {metric} was not computed; refused")
+    value = found.pr
+    if value is None or not math.isfinite(value):
+        return RuleResult(
+            rule, False, f"{rule}: PR {metric} is {value} (undefined on this test set); refused"
+        )
+    if higher and value < bound:
+        return RuleResult(
+            rule, False, f"{rule}: PR {metric} {value:.4f} is below the minimum {bound}"
+        )
+    if not higher and value > bound:
+        return RuleResult(
+            rule, False, f"{rule}: PR {metric} {value:.4f} is above the maximum {bound}"
+        )
+    sign = "≥" if higher else "≤"
+    return RuleResult(rule, True, f"{rule}: PR {metric} {value:.4f} {sign} {bound}")
+
+
+def _regression_rule(
+    metric: str, allowed: float, found: MetricComparison | None, confidence: float
+) -> RuleResult:
+    rule = f"gate.max_regression.{metric}"
+    if found is None:
+        return RuleResult(rule, False, f"{rule}: {metric} was not computed; refused")
+    values = (found.pr, found.base, found.delta)
+    if any(v is None or not math.isfinite(v) for v in values):
+        return RuleResult(
+            rule,
+            False,
+            f"{rule}: {metric} is undefined (PR {found.pr}, base {found.base}); cannot judge a "
+            "regression, refused",
+        )
+    if found.ci_low is None or found.ci_high is None:
+        return RuleResult(
+            rule,
+            False,
+            f"{rule}: the confidence interval of the {metric} difference is undefined "
+            f"({found.valid_resamples} valid resamples); cannot judge a regression, refused",
+        )
+    level = f"{confidence:.0%} CI"
+    interval = f"Δ {found.delta:+.4f}, {level} [{found.ci_low:+.4f}, {found.ci_high:+.4f}]"
+    if HIGHER_IS_BETTER[metric]:
+        failed = found.ci_high < -allowed
+        what = "dropped" if found.delta < 0 else "changed"
+    else:
+        failed = found.ci_low > allowed
+        what = "rose" if found.delta > 0 else "changed"
+    if failed:
+        return RuleResult(
+            rule,
+            False,
+            f"{rule}: {metric} {what} from {found.base:.4f} to {found.pr:.4f} ({interval}); the "
+            f"whole interval is beyond the allowed regression of {allowed}",
+        )
+    return RuleResult(rule, True, f"{rule}: {interval} within the allowed regression of {allowed}")
+
+
+def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
+    """The quality gate: pure, so it is tested on every case (better, equal, worse, NaN,
+    first model) and reused by promotion.
+
+    - `gate.min.<metric>`: the PR's value must reach the floor (log_loss: stay under the
+      ceiling). A NaN value is refused.
+    - `gate.max_regression.<metric>`: fails only when the whole confidence interval of
+      PR - base lies beyond the allowed drop (a real and too-large regression).
+      Without a base model (first model, or not comparable) only the minimums apply.
+    """
+    rules = [_min_rule(m, bound, comparison.metric(m)) for m, bound in gate.min.items()]
+    notes = []
+    if comparison.base_available:
+        rules += [
+            _regression_rule(m, allowed, comparison.metric(m), comparison.confidence)
+            for m, allowed in gate.max_regression.items()
+        ]
+    elif gate.max_regression:
+        why = comparison.base_note or "no base model"
+        notes.append(f"{why}; regression rules skipped, only the minimums apply")
+    reasons = [r.detail for r in rules if not r.passed]
+    return GateDecision(not reasons, gate.mode, reasons, rules, notes)
+
+
+def comparison_summary(comparison: Comparison, decision: GateDecision) -> dict[str, Any]:
+    """Machine-readable summary (reports/pr/comparison.json) for later tooling."""
+
+    def number(value: float | None) -> float | None:
+        return None if value is None or not math.isfinite(value) else value
+
+    return {
+        "base_available": comparison.base_available,
+        "base_note": comparison.base_note,
+        "classes": comparison.classes,
+        "test_rows": len(comparison.y_true),
+        "bootstrap": {
+            "resamples": comparison.resamples,
+            "confidence": comparison.confidence,
+            "seed": comparison.seed,
+        },
+        "metrics": {
+            m.name: {
+                "pr": number(m.pr),
+                "base": number(m.base),
+                "delta": number(m.delta),
+                "ci": [number(m.ci_low), number(m.ci_high)],
+                "verdict": m.verdict,
+            }
+            for m in comparison.metrics
+        },
+        "fed_missing": comparison.fed_missing,
+        "params_changed": [c.key for c in comparison.params],
+        "data_changed": comparison.data.changed,
+        "gate": decision.to_json() | {"rules": [r.__dict__ for r in decision.rules]},
+    }
