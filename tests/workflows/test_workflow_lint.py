@@ -64,15 +64,27 @@ def test_zizmor_reports_nothing_at_the_default_persona() -> None:
     assert summary(zizmor()) == []
 
 
+def justified_ignores() -> dict[tuple[str, str], str]:
+    """(rule, file) -> justification of each inline `zizmor: ignore[...]`: the text after
+    it on its line, else the comment lines right above it."""
+    found = {}
+    for path in WORKFLOW_FILES:
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if not (match := IGNORE.search(line)):
+                continue
+            why = [match.group(2)]
+            above = number - 1
+            while not why[0] and above >= 0 and lines[above].lstrip().startswith("#"):
+                why.append(lines[above].lstrip("# ").strip())
+                above -= 1
+            for rule in match.group(1).split(","):
+                found[(rule.strip(), f".github/workflows/{path.name}")] = " ".join(why).strip()
+    return found
+
+
 def test_zizmor_ignores_are_justified_and_hide_only_what_they_name() -> None:
-    ignores = {
-        (rule.strip(), f".github/workflows/{path.name}"): why
-        for path in WORKFLOW_FILES
-        for line in path.read_text().splitlines()
-        if (found := IGNORE.search(line))
-        for rule in found.group(1).split(",")
-        for why in [found.group(2)]
-    }
+    ignores = justified_ignores()
     for (rule, file), why in ignores.items():
         assert len(why) > 30, f"{file}: ignore[{rule}] needs its justification"
     hidden = {tuple(entry.split(": ")) for entry in summary(zizmor("--no-ignores"))}
@@ -90,7 +102,7 @@ def test_zizmor_pedantic_persona_reports_nothing_on_the_pr_loop() -> None:
 def test_every_action_is_pinned_to_a_full_sha_with_its_version() -> None:
     for path in WORKFLOW_FILES:
         for line in path.read_text().splitlines():
-            if "uses:" in line:
+            if "uses:" in line and not re.search(r"uses:\s*\./", line):  # local: no pin
                 assert PINNED_USES.search(line), f"{path.name}: {line.strip()}"
 
 
@@ -100,8 +112,10 @@ def test_permissions_timeouts_and_checkout_hardening() -> None:
         assert workflow["permissions"] == {}, path.name
         for job_id, job in workflow["jobs"].items():
             assert isinstance(job.get("permissions"), dict), f"{path.name}:{job_id}"
-            assert "write" not in job["permissions"].get("contents", ""), f"{path.name}:{job_id}"
-            assert job["timeout-minutes"] > 0, f"{path.name}:{job_id}"
+            if path.name in PR_LOOP:  # PR code runs here: it must never push
+                assert job["permissions"].get("contents") in (None, "read"), f"{path.name}:{job_id}"
+            if "uses" not in job:  # a reusable-workflow call takes no timeout: its jobs do
+                assert job["timeout-minutes"] > 0, f"{path.name}:{job_id}"
         for step in steps(workflow):
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False, path.name
