@@ -174,6 +174,12 @@ class RegistryParams(Section):
 class ServeParams(Section):
     max_rows: PositiveInt = 1000
     onnx_threads: PositiveInt = 1
+    # A category value the training data never had: "accept" scores it (the one-hot
+    # encoder ignores it, as if the value were missing) and lists it in the response's
+    # `unknown_categories`, so the drift monitor can count it; "reject" answers 422.
+    unknown_categories: Literal["accept", "reject"] = "accept"
+    # Requests with a larger body are refused with 413 before they are parsed.
+    max_body_mb: Annotated[float, Field(gt=0, le=1024)] = 32.0
 
 
 class MonitorParams(Section):
