@@ -6,6 +6,7 @@ Pure functions take and return DataFrames; the CLI does the reading and writing.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,67 @@ class DataError(ValueError):
     """A data problem a user must fix; the message names the file, key or column."""
 
 
+# The built-in datasets are CSV files inside scikit-learn's package. Reading them with
+# pandas saves the ingest stage the ~1 s it takes to import scikit-learn; the feature
+# names are those scikit-learn's loaders give (spaces -> "_"). A unit test checks both
+# paths give the same frame; if a future scikit-learn moves the files, the loader is used.
+BUILTIN_FILES = {"breast_cancer": "breast_cancer.csv", "wine": "wine_data.csv", "iris": "iris.csv"}
+BUILTIN_FEATURES = {
+    "breast_cancer": [
+        f"{name}_{stat}" if stat == "error" else f"{stat}_{name}"
+        for stat in ("mean", "error", "worst")
+        for name in (
+            "radius", "texture", "perimeter", "area", "smoothness", "compactness",
+            "concavity", "concave_points", "symmetry", "fractal_dimension",
+        )
+    ],
+    "wine": [
+        "alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols",
+        "flavanoids", "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue",
+        "od280/od315_of_diluted_wines", "proline",
+    ],
+    "iris": ["sepal_length_(cm)", "sepal_width_(cm)", "petal_length_(cm)", "petal_width_(cm)"],
+}  # fmt: skip
+BUILTIN_TARGET = "target"
+
+
 def load_builtin(name: str) -> pd.DataFrame:
     """A dataset that ships inside scikit-learn (no network), with readable class names."""
-    from sklearn import datasets  # lazy: sklearn costs seconds to import
+    frame = _read_builtin_csv(name)
+    return frame if frame is not None else load_builtin_with_sklearn(name)
+
+
+def builtin_csv_path(name: str) -> Path | None:
+    """Where scikit-learn keeps the dataset's CSV, found without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    path = path / BUILTIN_FILES[name]
+    return path if path.is_file() else None
+
+
+def _read_builtin_csv(name: str) -> pd.DataFrame | None:
+    path = builtin_csv_path(name)
+    if path is None:
+        return None
+    # first line: n_rows, n_features, class names (the target column holds class indices)
+    header = path.read_text().split("\n", 1)[0].strip().split(",")
+    features = BUILTIN_FEATURES[name]
+    if len(header) < 4 or header[1] != str(len(features)):
+        return None
+    dtypes = {i: "float64" for i in range(len(features))} | {len(features): "int64"}
+    frame = pd.read_csv(path, skiprows=1, header=None, dtype=dtypes)
+    if frame.shape != (int(header[0]), len(features) + 1):
+        return None
+    frame.columns = [*features, BUILTIN_TARGET]
+    frame[BUILTIN_TARGET] = np.asarray(header[2:])[frame[BUILTIN_TARGET].to_numpy()]
+    return frame
+
+
+def load_builtin_with_sklearn(name: str) -> pd.DataFrame:
+    """The same dataset through scikit-learn's loader (the reference, and the fallback)."""
+    from sklearn import datasets
 
     loader = {
         "breast_cancer": datasets.load_breast_cancer,
@@ -32,7 +91,7 @@ def load_builtin(name: str) -> pd.DataFrame:
     # snake_case names ("mean radius" -> "mean_radius"): friendlier as API fields
     frame.columns = [str(c).replace(" ", "_") for c in frame.columns]
     names = np.asarray(bunch.target_names)
-    frame["target"] = names[frame["target"].to_numpy()]
+    frame[BUILTIN_TARGET] = names[frame[BUILTIN_TARGET].to_numpy()]
     return frame
 
 
@@ -95,3 +154,65 @@ def stratified_split(
     train = frame.iloc[~is_test].reset_index(drop=True)
     test = frame.iloc[is_test].reset_index(drop=True)
     return train, test
+
+
+# --- labelled feedback (python -m mlops_template monitor append) ----------------------
+FEEDBACK_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_feedback(directory: Path) -> list[tuple[str, pd.DataFrame]]:
+    """The labelled batches under `directory` (data/external/feedback/) in file-name order:
+    `monitor append` names them by UTC time, so the oldest comes first."""
+    if not directory.is_dir():
+        return []
+    batches = []
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in FEEDBACK_SUFFIXES:
+            continue
+        try:
+            frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        except Exception as exc:
+            raise DataError(f"feedback file {str(path)!r} cannot be read: {exc}") from exc
+        batches.append((str(path), normalise_columns(frame)))
+    return batches
+
+
+def append_feedback(
+    frame: pd.DataFrame,
+    batches: list[tuple[str, pd.DataFrame]],
+    optional: tuple[str, ...] | list[str] = (),
+) -> pd.DataFrame:
+    """The source rows, then the feedback rows that are not already there.
+
+    Identical rows are dropped (appending a batch twice changes nothing; the source's own
+    duplicates are left to validation). Feedback columns are cast to the source's dtypes,
+    so the schema does not change. A source column missing from a batch is an error naming
+    the file and the column, except `optional` ones (id and dropped columns), which are
+    filled with missing values; so is a column the source does not have.
+    """
+    if not batches:
+        return frame
+    parts = [frame]
+    for name, batch in batches:
+        missing = [c for c in frame.columns if c not in batch.columns and c not in optional]
+        if missing:
+            raise DataError(f"feedback file {name!r} lacks the column(s) {missing} of the data")
+        extra = [c for c in batch.columns if c not in frame.columns]
+        if extra:
+            raise DataError(f"feedback file {name!r} has column(s) {extra} the data does not have")
+        aligned = batch.reindex(columns=frame.columns)
+        for column in frame.columns:
+            if column not in batch.columns:
+                continue  # an optional column, all missing
+            try:
+                aligned[column] = aligned[column].astype(frame[column].dtype)
+            except (TypeError, ValueError) as exc:
+                raise DataError(
+                    f"feedback file {name!r}: column {column!r} does not fit the data's type "
+                    f"{frame[column].dtype} ({exc})"
+                ) from None
+        parts.append(aligned)
+    combined = pd.concat(parts, ignore_index=True)
+    repeated = combined.duplicated(keep="first").to_numpy().copy()
+    repeated[: len(frame)] = False
+    return combined[~repeated].reset_index(drop=True)

@@ -1,7 +1,10 @@
 """Metrics, curves and feature importance of a fitted model on the test set.
 
 `compute_metrics` is the one definition of every metric: the evaluate stage, the PR
-comparison (with its bootstrap) and the promotion gate all call it.
+comparison (with its bootstrap) and the promotion gate all call it. Everything here is
+numpy: the evaluate stage (and anything else that scores predictions) starts without
+importing scikit-learn or scipy, which alone costs about a second per process. The
+unit tests check each definition against scikit-learn's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ HIGHER_IS_BETTER = {
     "log_loss": False,
 }
 CURVE_POINTS = 101  # curves are resampled to a fixed grid: small, diffable plot files
+_EPS = float(np.finfo(np.float64).eps)
+LOG_LOSS_FLOOR = 1e-15
 
 
 def positive_class(classes: list[str]) -> str:
@@ -29,53 +34,121 @@ def positive_class(classes: list[str]) -> str:
     return classes[1]
 
 
-def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """Scalar metrics from true labels and class probabilities (columns in `classes` order)."""
-    from sklearn import metrics as m
+def predicted_labels(proba: np.ndarray, classes: list[str]) -> np.ndarray:
+    """The most probable class of each row (the first one on a tie, as numpy's argmax)."""
+    return np.asarray(classes)[np.argmax(proba, axis=1)]
 
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> np.ndarray:
+    """counts[i, j] = rows of class classes[i] predicted as classes[j]."""
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    true_idx = np.array([index.get(str(v), -1) for v in y_true], dtype=np.int64)
+    pred_idx = np.array([index.get(str(v), -1) for v in y_pred], dtype=np.int64)
+    keep = (true_idx >= 0) & (pred_idx >= 0)
+    flat = np.bincount(true_idx[keep] * k + pred_idx[keep], minlength=k * k)
+    return flat.reshape(k, k)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy's rankdata 'average')."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    return (upper - (counts - 1) / 2.0)[inverse.reshape(-1)]
+
+
+def binary_roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U; ties count one half). NaN if one class."""
+    truth = np.asarray(truth, dtype=bool)
+    n_pos = int(truth.sum())
+    n_neg = len(truth) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = average_ranks(np.asarray(score, dtype=np.float64))
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def compute_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Scalar metrics from true labels and class probabilities (columns in `classes` order).
+
+    - accuracy: share of rows whose most probable class is the true class.
+    - balanced_accuracy: mean recall over the classes present in `y_true`.
+    - f1_macro: unweighted mean F1 over all `classes` (0 for a class never seen/predicted).
+    - log_loss: mean -log p(true class), p clipped to [1e-15, 1], then to
+      [eps, 1 - eps] as scikit-learn does (the PR comparison's bootstrap matches this).
+    - roc_auc: binary: AUC of the positive (second) class; multiclass: unweighted mean of
+      one-vs-rest AUCs over the classes present in `y_true`; NaN when `y_true` has fewer
+      than two classes (the gate refuses NaN).
+    """
     y_true = np.asarray(y_true).astype(str)
-    labels = np.asarray(classes)
-    y_pred = labels[np.argmax(proba, axis=1)]
-    present = np.unique(y_true)
-    out = {
-        "accuracy": float(m.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(m.balanced_accuracy_score(y_true, y_pred)),
-        "f1_macro": float(
-            m.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
-        ),
-        "log_loss": float(m.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels)),
-    }
-    if len(present) < 2:
-        out["roc_auc"] = math.nan  # undefined on one class: NaN, and the gate refuses NaN
-    elif len(classes) == 2:
-        out["roc_auc"] = float(m.roc_auc_score(y_true == positive_class(classes), proba[:, 1]))
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape != (len(y_true), len(classes)):
+        raise ValueError(f"proba has shape {proba.shape}; expected ({len(y_true)}, {len(classes)})")
+    labels = list(classes)
+    counts = confusion_matrix(y_true, predicted_labels(proba, labels), labels)
+    tp = np.diag(counts).astype(np.float64)
+    support = counts.sum(axis=1).astype(np.float64)
+    predicted = counts.sum(axis=0).astype(np.float64)
+    present = support > 0
+    f1_denominator = support + predicted
+    f1 = np.divide(2 * tp, f1_denominator, out=np.zeros_like(tp), where=f1_denominator > 0)
+
+    index = {c: i for i, c in enumerate(labels)}
+    true_idx = np.array([index.get(v, -1) for v in y_true], dtype=np.int64)
+    if (true_idx < 0).any():
+        unknown = sorted(set(y_true[true_idx < 0].tolist()))[:5]
+        raise ValueError(f"labels {unknown} are not among the classes {labels}")
+    p_true = np.clip(proba[np.arange(len(y_true)), true_idx], LOG_LOSS_FLOOR, 1.0)
+    p_true = np.clip(p_true, _EPS, 1 - _EPS)
+
+    if len(labels) == 2:
+        roc_auc = binary_roc_auc(y_true == positive_class(labels), proba[:, 1])
     else:
-        out["roc_auc"] = float(
-            m.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels)
-        )
-    return out
+        per_class = [binary_roc_auc(y_true == c, proba[:, i]) for i, c in enumerate(labels)]
+        defined = [a for a in per_class if not math.isnan(a)]
+        roc_auc = float(np.mean(defined)) if len(defined) >= 2 else math.nan
+    if present.sum() < 2:
+        roc_auc = math.nan
+    n = len(y_true)
+    return {
+        "accuracy": float(tp.sum() / n) if n else math.nan,
+        "balanced_accuracy": float(np.mean(tp[present] / support[present])) if n else math.nan,
+        "f1_macro": float(np.mean(f1)),
+        "log_loss": float(-np.mean(np.log(p_true))) if n else math.nan,
+        "roc_auc": roc_auc,
+    }
 
 
 def per_class_metrics(
     y_true: np.ndarray, proba: np.ndarray, classes: list[str]
 ) -> dict[str, dict[str, float]]:
-    from sklearn.metrics import precision_recall_fscore_support
-
-    y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        np.asarray(y_true).astype(str), y_pred, labels=classes, zero_division=0
+    """Precision, recall, F1 and support of each class (0 where undefined)."""
+    counts = confusion_matrix(
+        np.asarray(y_true).astype(str), predicted_labels(proba, classes), classes
     )
+    tp = np.diag(counts).astype(np.float64)
+    support = counts.sum(axis=1)
+    predicted = counts.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denominator = support + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
     return {
-        c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        c: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, c in enumerate(classes)
     }
 
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[list[int]]:
-    from sklearn.metrics import confusion_matrix
-
-    y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
-    return confusion_matrix(np.asarray(y_true).astype(str), y_pred, labels=classes).tolist()
+    matrix = confusion_matrix(
+        np.asarray(y_true).astype(str), predicted_labels(proba, classes), classes
+    )
+    return matrix.tolist()
 
 
 def curve_classes(classes: list[str]) -> list[str]:
@@ -83,16 +156,40 @@ def curve_classes(classes: list[str]) -> list[str]:
     return [positive_class(classes)] if len(classes) == 2 else list(classes)
 
 
-def roc_points(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
-    from sklearn.metrics import roc_curve
+def _cumulative_counts(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives when predicting positive at each distinct score, high
+    to low (the thresholds of a ROC or precision-recall curve)."""
+    order = np.argsort(-score, kind="mergesort")
+    score, truth = score[order], truth[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
+    tps = np.cumsum(truth)[last_of_tie].astype(np.float64)
+    fps = (last_of_tie + 1) - tps
+    return tps, fps
 
+
+def roc_curve(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) from (0, 0) to (1, 1)."""
+    tps, fps = _cumulative_counts(np.asarray(truth, dtype=bool), np.asarray(score, dtype=float))
+    tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
+    return fps / fps[-1], tps / tps[-1]
+
+
+def precision_recall_curve(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) at each threshold, plus the (1, 0) end point."""
+    tps, fps = _cumulative_counts(np.asarray(truth, dtype=bool), np.asarray(score, dtype=float))
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return np.r_[precision, 1.0], np.r_[recall, 0.0]
+
+
+def roc_points(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
     grid = np.linspace(0, 1, CURVE_POINTS)
     rows = []
     for c in curve_classes(classes):
         truth = np.asarray(y_true).astype(str) == c
         if truth.all() or not truth.any():
             continue
-        fpr, tpr, _ = roc_curve(truth, proba[:, classes.index(c)])
+        fpr, tpr = roc_curve(truth, proba[:, classes.index(c)])
         tpr_grid = np.interp(grid, fpr, tpr)
         tpr_grid[0] = 0.0
         rows += [
@@ -105,15 +202,13 @@ def roc_points(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> lis
 def precision_recall_points(
     y_true: np.ndarray, proba: np.ndarray, classes: list[str]
 ) -> list[dict[str, Any]]:
-    from sklearn.metrics import precision_recall_curve
-
     grid = np.linspace(0, 1, CURVE_POINTS)
     rows = []
     for c in curve_classes(classes):
         truth = np.asarray(y_true).astype(str) == c
         if not truth.any():
             continue
-        precision, recall, _ = precision_recall_curve(truth, proba[:, classes.index(c)])
+        precision, recall = precision_recall_curve(truth, proba[:, classes.index(c)])
         # recall decreases along the arrays; interpolate on increasing recall
         order = np.argsort(recall, kind="stable")
         p_grid = np.interp(grid, recall[order], precision[order])
@@ -127,7 +222,7 @@ def precision_recall_points(
 def confusion_points(
     y_true: np.ndarray, proba: np.ndarray, classes: list[str]
 ) -> list[dict[str, str]]:
-    y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
+    y_pred = predicted_labels(proba, classes)
     return [
         {"actual": str(a), "predicted": str(p)}
         for a, p in zip(np.asarray(y_true).astype(str), y_pred, strict=True)
@@ -145,7 +240,7 @@ def permutation_importance(
     """Drop in ROC AUC (log loss if AUC is undefined) when one input column is shuffled.
 
     Model-agnostic and on the original columns (not one-hot pieces), so the three model
-    families are comparable. One predict_proba per column and repeat, on the test set.
+    families are comparable. One predict_proba per column and repeat.
     """
     rng = np.random.default_rng(seed)
     baseline = compute_metrics(y_true, predict_proba(features), classes)
@@ -154,9 +249,10 @@ def permutation_importance(
     rows = []
     for column in features.columns:
         drops = []
+        original = features[column]
+        shuffled = features.copy()
         for _ in range(repeats):
-            shuffled = features.copy()
-            shuffled[column] = rng.permutation(shuffled[column].to_numpy())
+            shuffled[column] = rng.permutation(original.to_numpy())
             score = compute_metrics(y_true, predict_proba(shuffled), classes)[metric]
             drops.append(sign * (baseline[metric] - score))
         rows.append(
@@ -170,31 +266,44 @@ def permutation_importance(
     return rows
 
 
+def importance_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
+    """Row positions the permutation importance uses: all, or a seeded sample."""
+    if n_rows <= max_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, max_rows, replace=False))
+
+
 def evaluate_model(
-    pipeline: Any,
+    pipeline: Any | None,
     onnx_model: bytes,
     test: pd.DataFrame,
     schema: dict[str, Any],
     importance_repeats: int,
     seed: int,
+    importance_max_rows: int | None = None,
 ) -> dict[str, Any]:
     """Everything the evaluate stage writes, computed from the model and the test set.
 
-    Metrics come from the sklearn model; the permutation importance (hundreds of
-    predictions) runs on its ONNX twin, which the train stage proved equal, ~100x faster.
+    The probabilities come from the ONNX model: the artifact that is served, and which
+    the train stage proved equal to its sklearn twin (labels identical, probabilities
+    within `train.onnx_probability_tolerance`). `pipeline` is optional: when given, its
+    class order is checked against the schema's.
     """
     from mlops_template.features import feature_frame, target_labels
-    from mlops_template.train import onnx_predict, onnx_session
+    from mlops_template.train import onnx_classes, onnx_predict, onnx_session
 
     session = onnx_session(onnx_model)
-
     classes = list(schema["classes"])
+    for source, found in (
+        ("ONNX model", onnx_classes(session)),
+        ("sklearn model", None if pipeline is None else [str(c) for c in pipeline.classes_]),
+    ):
+        if found is not None and found != classes:
+            raise ValueError(f"{source} classes {found} differ from schema classes {classes}")
     features = feature_frame(test, schema)
     y_true = target_labels(test, schema)
-    model_classes = [str(c) for c in pipeline.classes_]
-    if model_classes != classes:
-        raise ValueError(f"model classes {model_classes} differ from schema classes {classes}")
-    proba = pipeline.predict_proba(features)
+    proba = onnx_predict(session, features, schema)[1]
+    rows = importance_rows(len(features), importance_max_rows or len(features), seed)
     return {
         "metrics": compute_metrics(y_true, proba, classes),
         "per_class": per_class_metrics(y_true, proba, classes),
@@ -204,13 +313,14 @@ def evaluate_model(
         "confusion": confusion_points(y_true, proba, classes),
         "importance": permutation_importance(
             lambda f: onnx_predict(session, f, schema)[1],
-            features,
-            y_true,
+            features.iloc[rows].reset_index(drop=True),
+            y_true[rows],
             classes,
             importance_repeats,
             seed,
         ),
         "test_rows": len(test),
+        "importance_rows": len(rows),
         "proba": proba,
         "y_true": y_true,
     }

@@ -57,9 +57,18 @@ def onnx_inputs(features: pd.DataFrame, schema: dict[str, Any]) -> dict[str, np.
     return feeds
 
 
-def build_preprocessor(schema: dict[str, Any]) -> Any:
-    """numeric: median impute + scale; categorical: most-frequent impute + one-hot that
-    ignores categories unseen in training (serving must not fail on a new value)."""
+def build_preprocessor(schema: dict[str, Any], scale: bool = True) -> Any:
+    """numeric: median impute (+ standard scaling when `scale`); categorical: most-frequent
+    impute + one-hot that ignores categories unseen in training (serving must not fail on
+    a new value).
+
+    Tree models take `scale=False`: splits do not care about scale, and scaling is where
+    sklearn (float64) and ONNX (float32) part ways. A value sitting exactly on a split
+    threshold (e.g. every imputed median when the threshold is that median) would land
+    on different sides after two differently rounded scalings: parity failures of several
+    percent in probability. Unscaled, both sides compare the same float32-rounded value
+    with the same float32-rounded threshold.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -69,15 +78,10 @@ def build_preprocessor(schema: dict[str, Any]) -> Any:
     numeric = numeric_features(schema)
     categorical = categorical_features(schema)
     if numeric:
-        transformers.append(
-            (
-                "numeric",
-                Pipeline(
-                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-                ),
-                numeric,
-            )
-        )
+        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+        if scale:
+            steps.append(("scale", StandardScaler()))
+        transformers.append(("numeric", Pipeline(steps), numeric))
     if categorical:
         transformers.append(
             (

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +52,16 @@ def build_estimator(params: TrainParams) -> Any:
     return HistGradientBoostingClassifier(random_state=params.seed, **hp)
 
 
+# Models whose inputs are standardised; tree ensembles are scale-free (see
+# features.build_preprocessor for why they must not be scaled).
+SCALED_MODELS = frozenset({"logistic_regression"})
+
+
 def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
     from sklearn.pipeline import Pipeline
 
-    return Pipeline(
-        [("preprocess", build_preprocessor(schema)), ("model", build_estimator(params))]
-    )
+    preprocess = build_preprocessor(schema, scale=params.model in SCALED_MODELS)
+    return Pipeline([("preprocess", preprocess), ("model", build_estimator(params))])
 
 
 def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParams) -> Any:
@@ -76,9 +82,40 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
         options={id(pipeline.steps[-1][1]): {"zipmap": False}},
         target_opset=ONNX_OPSET,
     )
-    # skl2onnx names the graph with a random UUID; a fixed name keeps the file reproducible.
+    return _reproducible(model, schema)
+
+
+def _reproducible(model: Any, schema: dict[str, Any]) -> bytes:
+    """Fix what skl2onnx leaves to chance, and record what serving needs to know."""
+    # skl2onnx names the graph with a random UUID and lists the opset domains in set
+    # order, which depends on the process's string-hash seed: fix both.
     model.graph.name = "model"
-    return model.SerializeToString()
+    imports = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in imports:
+        model.opset_import.add(domain=domain, version=version)
+    del model.metadata_props[:]
+    for key, value in sorted(onnx_metadata(schema).items()):
+        model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString(deterministic=True)
+
+
+def onnx_metadata(schema: dict[str, Any]) -> dict[str, str]:
+    """Stored in the ONNX file: the class order of the probability columns, the inputs."""
+    return {
+        "classes": json.dumps(list(schema["classes"])),
+        "features": json.dumps([f["name"] for f in schema["features"]]),
+        "target": str(schema["target"]),
+        "task": str(schema["task"]),
+    }
+
+
+def onnx_classes(session: Any) -> list[str]:
+    """The class labels, in the order of the probability columns (from the metadata)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if "classes" not in meta:
+        raise ModelError("the ONNX model has no 'classes' metadata (not built by this template)")
+    return [str(c) for c in json.loads(meta["classes"])]
 
 
 def onnx_session(model: bytes | Path, threads: int = 1) -> Any:
@@ -113,6 +150,10 @@ class Parity:
     label_mismatches: int
     max_probability_difference: float
     tolerance: float
+    # rows where sklearn's two most probable classes are within `tolerance` of each other
+    # (e.g. 50 of 100 trees each way): float32 rounding may pick either label there, so
+    # they are not counted as label mismatches
+    ties: int = 0
 
     @property
     def passed(self) -> bool:
@@ -122,34 +163,54 @@ class Parity:
 def check_parity(
     pipeline: Any, onnx_model: bytes, frame: pd.DataFrame, schema: dict[str, Any], tolerance: float
 ) -> Parity:
-    """sklearn vs ONNX on the same rows: labels must match, probabilities within tolerance."""
+    """sklearn vs ONNX on the same rows: labels must match (except on ties within the
+    tolerance), probabilities within the tolerance."""
     features = feature_frame(frame, schema)
     onnx_labels, onnx_proba = onnx_predict(onnx_session(onnx_model), features, schema)
     sk_labels = np.asarray(pipeline.predict(features)).astype(str)
     sk_proba = pipeline.predict_proba(features)
-    diff = float(np.max(np.abs(onnx_proba - sk_proba))) if len(features) else 0.0
-    return Parity(len(features), int(np.sum(onnx_labels != sk_labels)), diff, tolerance)
+    if not len(features):
+        return Parity(0, 0, 0.0, tolerance)
+    diff = float(np.max(np.abs(onnx_proba - sk_proba)))
+    top_two = np.sort(sk_proba, axis=1)[:, -2:]
+    tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
+    mismatch = onnx_labels != sk_labels
+    return Parity(len(features), int(np.sum(mismatch & ~tie)), diff, tolerance, int(tie.sum()))
+
+
+_SKOPS_ID = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"')
 
 
 def skops_bytes(pipeline: Any) -> bytes:
-    """skops serialisation made reproducible: skops names array files after object ids
-    and stamps the current time; rename them by order and fix the timestamp."""
+    """skops serialisation made byte-for-byte reproducible across processes.
+
+    skops identifies objects (the ``__id__`` fields) and names array files by their
+    `id()`, a memory address that differs in every process, and stamps zip entries with
+    the current time. Ids are renumbered in order of first appearance (a bijection, so
+    shared references stay shared), arrays renamed to match, and timestamps fixed.
+    """
     import skops.io as sio
 
     raw = zipfile.ZipFile(io.BytesIO(sio.dumps(pipeline)))
-    schema_text = raw.read("schema.json").decode()
+    numbering: dict[str, int] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        old = match.group(1) or match.group(2)
+        new = numbering.setdefault(old, len(numbering))
+        return f'"__id__": {new}' if match.group(1) else f'"{new}.npy"'
+
+    schema_text = _SKOPS_ID.sub(renumber, raw.read("schema.json").decode())
+    entries = [("schema.json", schema_text.encode())]
     arrays = [i.filename for i in raw.infolist() if i.filename != "schema.json"]
-    arrays.sort(key=lambda name: schema_text.find(name))
-    renames = {old: f"{index:05d}.npy" for index, old in enumerate(arrays)}
-    for old, new in renames.items():
-        schema_text = schema_text.replace(f'"{old}"', f'"{new}"')
+    for old_name in sorted(arrays, key=lambda n: numbering[n.removesuffix(".npy")]):
+        entries.append((f"{numbering[old_name.removesuffix('.npy')]}.npy", raw.read(old_name)))
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
-        target.writestr(zipfile.ZipInfo("schema.json", FIXED_ZIP_TIME), schema_text)
-        for old, new in sorted(renames.items(), key=lambda item: item[1]):
-            info = zipfile.ZipInfo(new, FIXED_ZIP_TIME)
+    with zipfile.ZipFile(out, "w") as target:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, FIXED_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(info, raw.read(old))
+            info.external_attr = 0o644 << 16
+            target.writestr(info, data)
     return out.getvalue()
 
 
@@ -179,6 +240,7 @@ def train_info(
         "train_rows": rows,
         "parity": {
             "rows": parity.rows,
+            "ties": parity.ties,
             "label_mismatches": parity.label_mismatches,
             "max_probability_difference": parity.max_probability_difference,
             "tolerance": parity.tolerance,

@@ -29,7 +29,11 @@ def user_errors() -> Iterator[None]:
         for problem in exc.problems:
             logger.error("params.yaml: %s", problem)
         raise typer.Exit(EXIT_USER_ERROR) from None
-    except (DataError, FileNotFoundError, KeyError) as exc:
+    except FileNotFoundError as exc:
+        # str() of an OSError names the file; args[0] would be the bare errno
+        logger.error("%s: %s (run the earlier stages first: dvc repro)", exc.filename, exc.strerror)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except (DataError, KeyError) as exc:
         logger.error("%s", exc.args[0] if exc.args else exc)
         raise typer.Exit(EXIT_USER_ERROR) from None
 

@@ -13,7 +13,14 @@ import typer
 
 from mlops_template import paths
 from mlops_template.commands.common import params, user_errors
-from mlops_template.files import read_json, write_json, write_text
+from mlops_template.files import (
+    atomic_path,
+    read_json,
+    remove,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from mlops_template.log import get_logger
 
 logger = get_logger("pipeline")
@@ -21,14 +28,26 @@ logger = get_logger("pipeline")
 
 def ingest() -> None:
     """Materialise the raw dataset (built-in or your CSV/Parquet) into data/raw/."""
-    from mlops_template.data import load_source, normalise_columns
+    from mlops_template.data import append_feedback, load_source, normalise_columns, read_feedback
 
     p = params()
     started = time.perf_counter()
+    remove(paths.RAW_DATA)
     with user_errors():
         frame = normalise_columns(load_source(p.data))
-    paths.RAW_DATA.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(paths.RAW_DATA, index=False)
+        # labelled batches added by `monitor append` (data/external/feedback/)
+        feedback = read_feedback(paths.FEEDBACK_DIR)
+        source_rows = len(frame)
+        frame = append_feedback(frame, feedback, [*p.data.id_columns, *p.data.drop_columns])
+    if feedback:
+        logger.info(
+            "feedback: %d new labelled rows from %d batch(es) in %s",
+            len(frame) - source_rows,
+            len(feedback),
+            paths.FEEDBACK_DIR,
+        )
+    with atomic_path(paths.RAW_DATA) as tmp:
+        frame.to_parquet(tmp, index=False)
     logger.info(
         "ingested %s: %d rows x %d columns -> %s (%.2fs)",
         p.data.source,
@@ -51,10 +70,12 @@ def validate() -> None:
     )
 
     p = params()
+    # A failed run must not leave the previous data's schema behind for `split` to use.
+    remove(paths.SCHEMA, paths.VALIDATION_REPORT_JSON, paths.VALIDATION_REPORT_MD)
     with user_errors():
         frame = pd.read_parquet(paths.RAW_DATA)
     result = check_data(frame, p.data, p.validation)
-    write_json(paths.VALIDATION_REPORT_JSON, result.to_dict())
+    write_json(paths.VALIDATION_REPORT_JSON, result.to_dict() | {"source": p.data.source})
     write_text(paths.VALIDATION_REPORT_MD, render_validation_markdown(result, p.data.source))
     if not result.passed:
         for failure in result.failures:
@@ -72,11 +93,14 @@ def split() -> None:
     from mlops_template.data import stratified_split
 
     p = params()
-    frame = pd.read_parquet(paths.RAW_DATA)
+    remove(paths.TRAIN_DATA, paths.TEST_DATA)
+    with user_errors():
+        frame = pd.read_parquet(paths.RAW_DATA)
+        read_json(paths.SCHEMA)  # validation passed on this data
     train, test = stratified_split(frame, p.data.target, p.split)
-    paths.TRAIN_DATA.parent.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(paths.TRAIN_DATA, index=False)
-    test.to_parquet(paths.TEST_DATA, index=False)
+    for part, path in ((train, paths.TRAIN_DATA), (test, paths.TEST_DATA)):
+        with atomic_path(path) as tmp:
+            part.to_parquet(tmp, index=False)
     logger.info("split: %d train rows, %d test rows (seed %d)", len(train), len(test), p.split.seed)
 
 
@@ -87,9 +111,11 @@ def train() -> None:
     from mlops_template import train as t
 
     p = params()
-    schema = read_json(paths.SCHEMA)
-    train_frame = pd.read_parquet(paths.TRAIN_DATA)
-    test_frame = pd.read_parquet(paths.TEST_DATA)
+    remove(paths.MODEL_SKOPS, paths.MODEL_ONNX, paths.TRAIN_INFO)
+    with user_errors():
+        schema = read_json(paths.SCHEMA)
+        train_frame = pd.read_parquet(paths.TRAIN_DATA)
+        test_frame = pd.read_parquet(paths.TEST_DATA)
     started = time.perf_counter()
     pipeline = t.fit_pipeline(train_frame, schema, p.train)
     logger.info(
@@ -113,9 +139,8 @@ def train() -> None:
         )
         raise typer.Exit(1)
     skops_model = t.skops_bytes(pipeline)
-    paths.MODEL_SKOPS.parent.mkdir(parents=True, exist_ok=True)
-    paths.MODEL_SKOPS.write_bytes(skops_model)
-    paths.MODEL_ONNX.write_bytes(onnx_model)
+    write_bytes(paths.MODEL_SKOPS, skops_model)
+    write_bytes(paths.MODEL_ONNX, onnx_model)
     write_json(
         paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, len(train_frame))
     )
@@ -128,23 +153,29 @@ def train() -> None:
 
 
 def evaluate() -> None:
-    """Metrics, plots and feature importance on the test set, logged with dvclive."""
+    """Metrics, plots and feature importance on the test set, logged with dvclive.
+
+    Scores the ONNX model (the served artifact, proven equal to the sklearn model by the
+    train stage), so this stage imports neither scikit-learn nor skops.
+    """
     import pandas as pd
 
     from mlops_template.evaluate import evaluate_model
-    from mlops_template.train import load_skops
 
     p = params()
-    schema = read_json(paths.SCHEMA)
+    remove(paths.METRICS, paths.PLOTS_DIR, paths.IMPORTANCE)
     with user_errors():
-        pipeline = load_skops(paths.MODEL_SKOPS)
+        schema = read_json(paths.SCHEMA)
+        onnx_model = paths.MODEL_ONNX.read_bytes()
+        test = pd.read_parquet(paths.TEST_DATA)
     result = evaluate_model(
-        pipeline,
-        paths.MODEL_ONNX.read_bytes(),
-        pd.read_parquet(paths.TEST_DATA),
+        None,
+        onnx_model,
+        test,
         schema,
         p.evaluate.importance_repeats,
         p.evaluate.seed,
+        p.evaluate.importance_max_rows,
     )
     log_with_dvclive(result)
     write_json(paths.IMPORTANCE, result["importance"])

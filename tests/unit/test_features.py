@@ -1,0 +1,99 @@
+"""Schema -> model inputs: one definition for training, evaluation, serving and monitoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.conftest import mixed_dataset
+
+from mlops_template.config import DataParams
+from mlops_template.features import (
+    MISSING_CATEGORY,
+    build_preprocessor,
+    categorical_features,
+    feature_frame,
+    feature_names,
+    numeric_features,
+    onnx_inputs,
+    target_labels,
+)
+from mlops_template.validate import infer_schema
+
+DATA = DataParams(source="data/external/m.csv", target="label", id_columns=["customer_id"])
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return mixed_dataset(rows=200)
+
+
+@pytest.fixture(scope="module")
+def schema(frame: pd.DataFrame) -> dict:
+    return infer_schema(frame, DATA)
+
+
+def test_feature_lists_follow_the_schema(schema: dict) -> None:
+    assert numeric_features(schema) == ["x1", "x2"]
+    assert categorical_features(schema) == ["color", "size"]
+    assert feature_names(schema) == ["x1", "x2", "color", "size"]
+
+
+def test_feature_frame_orders_columns_and_fixes_dtypes(frame: pd.DataFrame, schema: dict) -> None:
+    shuffled = frame[["label", "size", "x2", "customer_id", "color", "x1"]]
+    features = feature_frame(shuffled, schema)
+    assert list(features.columns) == feature_names(schema)
+    assert features["x1"].dtype == np.float64
+    assert features["color"].dtype == object
+    # missing categories become the empty string, missing numbers stay NaN
+    assert (features["color"][frame["color"].isna()] == MISSING_CATEGORY).all()
+    assert features["x2"].isna().sum() == frame["x2"].isna().sum()
+    assert features.index.equals(frame.index)
+
+
+def test_feature_frame_coerces_text_numbers_and_names_missing_columns(schema: dict) -> None:
+    rows = pd.DataFrame(
+        {"x1": ["1.5", "oops"], "x2": [1, 2], "color": ["red", None], "size": [1, "M"]}
+    )
+    features = feature_frame(rows, schema)
+    assert features["x1"].tolist()[0] == 1.5 and np.isnan(features["x1"].tolist()[1])
+    assert features["size"].tolist() == ["1", "M"]
+    with pytest.raises(KeyError, match="x2"):
+        feature_frame(rows.drop(columns="x2"), schema)
+
+
+def test_target_labels_are_strings(frame: pd.DataFrame, schema: dict) -> None:
+    labels = target_labels(
+        frame.assign(label=frame["label"].map({"low": 0, "mid": 1, "high": 2})), schema
+    )
+    assert set(labels.tolist()) == {"0", "1", "2"}
+
+
+def test_onnx_inputs_are_one_column_tensors(frame: pd.DataFrame, schema: dict) -> None:
+    feeds = onnx_inputs(feature_frame(frame, schema), schema)
+    assert list(feeds) == ["x1", "x2", "color", "size"]
+    assert feeds["x1"].dtype == np.float32 and feeds["x1"].shape == (len(frame), 1)
+    assert feeds["color"].dtype == object and feeds["color"].shape == (len(frame), 1)
+
+
+def test_preprocessor_imputes_scales_and_ignores_unknown_categories(
+    frame: pd.DataFrame, schema: dict
+) -> None:
+    pre = build_preprocessor(schema).fit(feature_frame(frame, schema))
+    out = pre.transform(feature_frame(frame, schema))
+    assert not np.isnan(out).any()
+    # numeric columns are standardised
+    np.testing.assert_allclose(out[:, :2].mean(axis=0), 0, atol=1e-9)
+    new = frame.head(2).assign(color=["purple", None], size=["XXL", "S"])
+    encoded = pre.transform(feature_frame(new, schema))
+    names = list(pre.get_feature_names_out())
+    color_columns = [i for i, n in enumerate(names) if n.startswith("categorical__color_")]
+    # an unseen level encodes as all zeros; a missing one as the most frequent level
+    assert encoded[0, color_columns].sum() == 0
+    assert encoded[1, color_columns].sum() == 1
+
+
+def test_preprocessor_for_numeric_only_schema(breast_cancer: pd.DataFrame) -> None:
+    schema = infer_schema(breast_cancer, DataParams())
+    pre = build_preprocessor(schema).fit(feature_frame(breast_cancer, schema))
+    assert pre.transform(feature_frame(breast_cancer, schema)).shape == (569, 30)

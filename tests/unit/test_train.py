@@ -1,0 +1,161 @@
+"""Training, ONNX conversion and parity, reproducible skops bytes, safe loading."""
+
+from __future__ import annotations
+
+import fractions
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from tests.conftest import mixed_dataset
+
+from mlops_template.config import DataParams, SplitParams, TrainParams
+from mlops_template.data import stratified_split
+from mlops_template.features import feature_frame
+from mlops_template.train import (
+    FIXED_ZIP_TIME,
+    ModelError,
+    build_estimator,
+    check_parity,
+    fit_pipeline,
+    load_skops,
+    onnx_classes,
+    onnx_predict,
+    onnx_session,
+    sha256,
+    skops_bytes,
+    to_onnx,
+    train_info,
+)
+from mlops_template.validate import infer_schema
+
+MODELS = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+# small models: these tests are about plumbing, not quality
+FAST = {
+    "random_forest": {"n_estimators": 20},
+    "hist_gradient_boosting": {"max_iter": 20},
+}
+
+
+def fast_params(model: str, seed: int = 42) -> TrainParams:
+    return TrainParams.model_validate(
+        {"model": model, "seed": seed} | ({model: FAST[model]} if model in FAST else {})
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    frame = mixed_dataset(rows=400)
+    data = DataParams(source="data/external/m.csv", target="label", id_columns=["customer_id"])
+    train, test = stratified_split(frame, "label", SplitParams())
+    return train, test, infer_schema(frame, data)
+
+
+@pytest.fixture(scope="module")
+def binary(breast_cancer: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    train, test = stratified_split(breast_cancer, "target", SplitParams())
+    return train, test, infer_schema(breast_cancer, DataParams())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_estimator_gets_its_hyperparameters_and_seed(model: str) -> None:
+    estimator = build_estimator(fast_params(model, seed=7))
+    assert estimator.random_state == 7
+    for key, value in FAST.get(model, {}).items():
+        assert estimator.get_params()[key] == value
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("task", ["mixed", "binary"])
+def test_onnx_matches_sklearn(model: str, task: str, request: pytest.FixtureRequest) -> None:
+    train, test, schema = request.getfixturevalue(task)
+    pipeline = fit_pipeline(train, schema, fast_params(model))
+    onnx_model = to_onnx(pipeline, schema)
+    parity = check_parity(pipeline, onnx_model, test, schema, tolerance=1e-4)
+    assert parity.passed, parity
+    assert parity.rows == len(test) and parity.label_mismatches == 0
+    session = onnx_session(onnx_model)
+    assert onnx_classes(session) == schema["classes"] == [str(c) for c in pipeline.classes_]
+    labels, proba = onnx_predict(session, feature_frame(test, schema), schema)
+    assert proba.shape == (len(test), len(schema["classes"]))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(labels) <= set(schema["classes"])
+
+
+def test_parity_fails_when_the_tolerance_is_beyond_float32(binary: tuple) -> None:
+    train, test, schema = binary
+    pipeline = fit_pipeline(train, schema, fast_params("logistic_regression"))
+    parity = check_parity(pipeline, to_onnx(pipeline, schema), test, schema, tolerance=1e-12)
+    assert not parity.passed and parity.max_probability_difference > 1e-12
+
+
+def test_onnx_file_is_canonical(mixed: tuple) -> None:
+    train, _, schema = mixed
+    model = onnx.load_from_string(
+        to_onnx(fit_pipeline(train, schema, fast_params("logistic_regression")), schema)
+    )
+    assert model.graph.name == "model"
+    domains = [o.domain for o in model.opset_import]
+    assert domains == sorted(domains)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["target"] == "label" and meta["task"] == "multiclass"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_same_seed_same_bytes_in_one_process(model: str, mixed: tuple) -> None:
+    train, _, schema = mixed
+    first = fit_pipeline(train, schema, fast_params(model))
+    second = fit_pipeline(train, schema, fast_params(model))
+    assert skops_bytes(first) == skops_bytes(second)
+    assert to_onnx(first, schema) == to_onnx(second, schema)
+
+
+def test_skops_bytes_have_no_memory_addresses_or_clock(mixed: tuple) -> None:
+    train, _, schema = mixed
+    data = skops_bytes(fit_pipeline(train, schema, fast_params("random_forest")))
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert all(info.date_time == FIXED_ZIP_TIME for info in archive.infolist())
+    names = archive.namelist()
+    assert names[0] == "schema.json" and len(names) > 1
+    numbers = [int(n.removesuffix(".npy")) for n in names[1:]]
+    assert numbers == sorted(numbers) and max(numbers) < 100_000  # not id() addresses
+    text = archive.read("schema.json").decode()
+    ids = [int(i) for i in re.findall(r'"__id__": (\d+)', text)]
+    assert ids and max(ids) < 100_000
+
+
+def test_skops_round_trip_predicts_the_same(mixed: tuple, tmp_path: Path) -> None:
+    train, test, schema = mixed
+    pipeline = fit_pipeline(train, schema, fast_params("hist_gradient_boosting"))
+    path = tmp_path / "model.skops"
+    path.write_bytes(skops_bytes(pipeline))
+    loaded = load_skops(path)
+    features = feature_frame(test, schema)
+    np.testing.assert_array_equal(loaded.predict_proba(features), pipeline.predict_proba(features))
+
+
+def test_load_skops_refuses_types_outside_the_allow_list(tmp_path: Path) -> None:
+    import skops.io as sio
+
+    path = tmp_path / "evil.skops"
+    path.write_bytes(sio.dumps({"x": fractions.Fraction(1, 3)}))
+    with pytest.raises(ModelError, match=r"fractions.Fraction"):
+        load_skops(path)
+
+
+def test_train_info_records_hashes_and_parity(binary: tuple) -> None:
+    train, test, schema = binary
+    params = fast_params("logistic_regression")
+    pipeline = fit_pipeline(train, schema, params)
+    onnx_model, skops_model = to_onnx(pipeline, schema), skops_bytes(pipeline)
+    parity = check_parity(pipeline, onnx_model, test, schema, 1e-3)
+    info = train_info(params, parity, skops_model, onnx_model, len(train))
+    assert info["sha256"] == {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)}
+    assert info["model"] == "logistic_regression" and info["train_rows"] == len(train)
+    assert info["hyperparameters"]["C"] == 1.0
+    assert info["parity"]["label_mismatches"] == 0
