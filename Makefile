@@ -149,9 +149,11 @@ format: .venv/.synced ## Format and autofix with ruff
 	$(RUN) ruff format src tests bench
 	$(RUN) ruff check --fix src tests bench
 
+# e.g. make bench BENCH_ARGS="--sizes 1e4 1e5 --repeats 1 --json bench/results/pipeline.json"
+BENCH_ARGS ?=
 .PHONY: bench
-bench: install ## Run the benchmarks and print their figures
-	$(RUN) python bench/pipeline.py
+bench: install ## Pipeline benchmark: DVC vs in-process, no-op repro, 1e4-1e6 rows (BENCH_ARGS=...)
+	$(RUN) python bench/pipeline.py $(BENCH_ARGS)
 
 NAME ?=
 .PHONY: init
