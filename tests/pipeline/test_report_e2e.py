@@ -28,7 +28,7 @@ def report(project: Path, base: str, **env: str):
 
 def commit_all(project: Path, message: str) -> str:
     run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", message], project)
+    run(["git", "commit", "-q", "--allow-empty", "-m", message], project)
     return run(["git", "rev-parse", "HEAD"], project).stdout.strip()
 
 

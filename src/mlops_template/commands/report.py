@@ -108,10 +108,16 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
         logger.error("%s", exc)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
-    # The base is rebuilt (a subprocess) while this process reads and scores the PR's side.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    if check_fresh and not _pipeline_is_fresh(root):
+        logger.error(
+            "the PR's pipeline outputs are stale (`dvc status` is not clean): run "
+            "`make repro` first, or `make report` which does both"
+        )
+        raise typer.Exit(EXIT_USER_ERROR)
+
+    # The base is rebuilt (a subprocess) while this process reads the PR's side.
+    with ThreadPoolExecutor(max_workers=1) as pool:
         pending_base = pool.submit(obtain_base, base_ref, root)
-        fresh = pool.submit(_pipeline_is_fresh, root) if check_fresh else None
         with user_errors():
             candidate = ModelArtifacts(
                 onnx=paths.MODEL_ONNX.read_bytes(),
@@ -126,12 +132,6 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
         import matplotlib.figure  # noqa: F401 - warm the import while the base builds
         import onnxruntime  # noqa: F401
 
-        if fresh is not None and not fresh.result():
-            logger.error(
-                "the PR's pipeline outputs are stale (`dvc status` is not clean): run "
-                "`make repro` first, or `make report` which does both"
-            )
-            raise typer.Exit(EXIT_USER_ERROR)
         base = pending_base.result()
     if base.available:
         logger.info(
