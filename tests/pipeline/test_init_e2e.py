@@ -29,8 +29,10 @@ def test_init_renames_everything_and_the_project_still_works(tmp_path: Path, dvc
     project = copy_template(tmp_path / "fork", dvc_cache=dvc_cache)
     assert (project / "examples").exists()
 
+    # The copy borrows this run's environment; `-o .venv/.synced` keeps make from
+    # re-syncing it (that would re-point the shared editable install at the copy).
     link_venv(project)
-    run(["make", "init", "NAME=churn_model", f"UV={uv_binary()}"], project)
+    run(["make", "-o", ".venv/.synced", "init", "NAME=churn_model", f"UV={uv_binary()}"], project)
     (project / ".venv").unlink()
 
     assert (project / "src/churn_model/__main__.py").exists()

@@ -33,38 +33,39 @@ def test_invalid_names_are_refused_naming_the_value(name: str, words: str) -> No
 
 
 def test_replace_names_touches_import_and_distribution_names_only() -> None:
-    text = "import mlops_template.cli\nname = 'mlops-template'\nmlops_templates stays\nMLOps template stays"
-    out = t.replace_names(text, "mlops_template", "churn_model")
-    assert out == "import churn_model.cli\nname = 'churn-model'\nmlops_templates stays\nMLOps template stays"
+    # made-up names: this file is itself renamed by `init`, so it must not use the real one
+    text = "import acme_old.cli\nname = 'acme-old'\nacme_olds stays\nAcme old stays"
+    out = t.replace_names(text, "acme_old", "acme_new")
+    assert out == "import acme_new.cli\nname = 'acme-new'\nacme_olds stays\nAcme old stays"
 
 
 def test_plan_moves_package_edits_references_and_drops_examples() -> None:
     files = [
-        ("src/mlops_template/__init__.py", ""),
-        ("src/mlops_template/cli.py", "from mlops_template import log\n"),
-        ("dvc.yaml", "cmd: python -m mlops_template ingest\n"),
-        ("CHANGELOG.md", "created from mlops_template\n"),
+        ("src/acme_old/__init__.py", ""),
+        ("src/acme_old/cli.py", "from acme_old import log\n"),
+        ("dvc.yaml", "cmd: python -m acme_old ingest\n"),
+        ("CHANGELOG.md", "created from acme_old\n"),
         ("examples/churn/churn.csv", "a,b\n"),
         ("models/blob.bin", None),
     ]
-    plan = t.plan_rename(files, "mlops_template", "churn_model", keep_examples=False)
+    plan = t.plan_rename(files, "acme_old", "acme_new", keep_examples=False)
     assert plan.moves == {
-        "src/mlops_template/__init__.py": "src/churn_model/__init__.py",
-        "src/mlops_template/cli.py": "src/churn_model/cli.py",
+        "src/acme_old/__init__.py": "src/acme_new/__init__.py",
+        "src/acme_old/cli.py": "src/acme_new/cli.py",
     }
     assert plan.edits == {
-        "src/churn_model/cli.py": "from churn_model import log\n",
-        "dvc.yaml": "cmd: python -m churn_model ingest\n",
+        "src/acme_new/cli.py": "from acme_new import log\n",
+        "dvc.yaml": "cmd: python -m acme_new ingest\n",
     }
     assert plan.removals == ["examples/churn/churn.csv"]
 
 
 def test_plan_keeps_examples_on_request_and_is_idempotent() -> None:
-    files = [("examples/churn/README.md", "use mlops_template\n"), ("src/churn_model/cli.py", "x")]
-    kept = t.plan_rename(files, "mlops_template", "churn_model", keep_examples=True)
+    files = [("examples/churn/README.md", "use acme_old\n"), ("src/acme_new/cli.py", "x")]
+    kept = t.plan_rename(files, "acme_old", "acme_new", keep_examples=True)
     assert kept.removals == []
-    assert kept.edits == {"examples/churn/README.md": "use churn_model\n"}
-    again = t.plan_rename([("src/churn_model/cli.py", "import churn_model")], "churn_model", "churn_model", True)
+    assert kept.edits == {"examples/churn/README.md": "use acme_new\n"}
+    again = t.plan_rename([("src/acme_new/cli.py", "import acme_new")], "acme_new", "acme_new", True)
     assert again.empty
 
 
