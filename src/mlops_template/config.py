@@ -198,7 +198,12 @@ class MonitorParams(Section):
     bins: Annotated[int, Field(ge=2, le=100)] = 10
     psi_threshold: Annotated[float, Field(gt=0)] = 0.2
     p_value: OpenFraction = 0.01
+    # Many features are tested at once: correct the p-values for it (holm: step-down,
+    # uniformly better than bonferroni; none: each feature on its own, more false alarms).
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
     max_out_of_schema_fraction: Fraction = 0.05
+    # Distribution plots in the report: the most drifted columns first.
+    max_plots: Annotated[int, Field(ge=0, le=100)] = 8
 
 
 class Params(Section):

@@ -34,3 +34,11 @@ PR_GATE_JSON = PR_REPORT_DIR / "gate.json"
 PR_COMPARISON_JSON = PR_REPORT_DIR / "comparison.json"
 DEPLOY_REPORT_DIR = Path("reports/deploy")
 MONITOR_REPORT_DIR = Path("reports/monitor")
+MONITOR_JSON = MONITOR_REPORT_DIR / "drift.json"
+MONITOR_MD = MONITOR_REPORT_DIR / "drift.md"
+MONITOR_PLOTS_DIR = MONITOR_REPORT_DIR / "plots"
+# Labelled feedback batches (`monitor append`): inside data/external/, the ingest stage's
+# dependency, so a new batch makes the next `dvc repro` retrain on it.
+FEEDBACK_DIR = EXTERNAL_DIR / "feedback"
+# The serving API's prediction log (SQLite); the PREDICTION_LOG environment variable wins.
+PREDICTION_LOG = Path("logs/predictions.sqlite")

@@ -1,0 +1,369 @@
+"""Monitoring benchmark: prediction-log writes, the drift check on 1e6 logged rows, and
+serving throughput with the prediction log on vs off.
+
+Prints figures (not a test). Needs a built project (`make run`). From the project root:
+
+    uv run python bench/monitor.py [--rows 1000000] [--rounds 3] [--skip-serving]
+
+1. Write throughput of `PredictionLogger`: `--rows` rows logged as 1,000-row requests
+   (columnar features, like the serving API's hook), then 20,000 one-row requests; the
+   time `log()` takes on the caller's thread (p50/p99) and the sustained rows/s to disk.
+2. Drift check on those `--rows` rows: read from the SQLite log (`read_log`) and from a
+   Parquet file, then `check_drift` (30 features + predictions), and the whole command
+   `python -m mlops_template monitor check` end to end for both (process start included;
+   for Parquet the command also runs the model on every row).
+3. Serving: the API (uvicorn, 1 worker, ONNX model) with the prediction log on and off,
+   alternating, `--rounds` rounds, medians: requests/s of 1-row requests at 1 and 8
+   clients and of 1,000-row requests, and the server's CPU time per request (all its
+   threads, the log writer included: robust to other load on a shared machine, where
+   requests/s swing by tens of percent). Served rows are compared with logged rows.
+
+The current rows are the breast-cancer rows resampled with 2 % multiplicative noise, and
+predicted by the project's ONNX model, so the log looks like a real day of traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path.cwd()
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results" / "monitor.json"
+REQUEST_ROWS = 1000
+SINGLE_REQUESTS = 20_000
+
+sys.path.insert(0, str(BENCH))
+from serving import Http, Server, free_port, quiet_env  # noqa: E402
+
+SERVER_SCRIPT = """
+import os, sys, uvicorn
+from mlops_template import log as logging_setup, paths, predlog
+from mlops_template.files import read_json
+from mlops_template.serve import create_app, settings_from_env
+
+port, log_path = int(sys.argv[1]), sys.argv[2]
+os.environ["MLOPS_LOG_LEVEL"] = "WARNING"
+logging_setup.configure()  # prediction-log warnings (drops, failures) go to the server log
+settings = settings_from_env()
+schema = read_json(settings.root / paths.SCHEMA)
+log = None if log_path == "off" else predlog.PredictionLogger(log_path, classes=schema["classes"])
+uvicorn.run(create_app(settings, schema, prediction_log=log), host="127.0.0.1", port=port,
+            log_level="warning", access_log=False)
+"""
+
+
+def current_rows(rows: int, schema: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    from mlops_template.data import load_builtin
+    from mlops_template.features import feature_frame, feature_names
+    from mlops_template.train import onnx_predict, onnx_session
+
+    source = load_builtin("breast_cancer")[feature_names(schema)]
+    rng = np.random.default_rng(0)
+    picked = source.iloc[rng.integers(0, len(source), rows)].reset_index(drop=True)
+    frame = picked * rng.uniform(0.98, 1.02, size=picked.shape)
+    labels, proba = onnx_predict(
+        onnx_session(ROOT / "models/model.onnx"), feature_frame(frame, schema), schema
+    )
+    return frame, labels, proba
+
+
+def percentile_us(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q) * 1e6)
+
+
+def bench_writes(
+    path: Path, frame: pd.DataFrame, labels: np.ndarray, proba: np.ndarray, classes: list[str]
+) -> dict[str, float]:
+    from mlops_template.predlog import PredictionLogger
+
+    columns = {name: frame[name].to_numpy() for name in frame.columns}
+    rows = len(frame)
+    out: dict[str, float] = {}
+    # Large requests: everything queued (a queue big enough to hold it all), then drained.
+    logger = PredictionLogger(path, classes=classes, max_queue_rows=rows + 1)
+    calls = []
+    started = time.perf_counter()
+    for start in range(0, rows, REQUEST_ROWS):
+        part = slice(start, start + REQUEST_ROWS)
+        batch = {name: values[part] for name, values in columns.items()}
+        t = time.perf_counter()
+        logger.log(batch, labels[part], proba[part], "bench", f"r{start}")
+        calls.append(time.perf_counter() - t)
+    logger.close(timeout=None)
+    seconds = time.perf_counter() - started
+    stats = logger.stats()
+    assert stats.written == rows and stats.dropped == stats.failed == 0, stats
+    out |= {
+        "batch_rows_per_s": rows / seconds,
+        "batch_log_call_p50_us": percentile_us(calls, 50),
+        "batch_log_call_p99_us": percentile_us(calls, 99),
+        "db_mb_per_1e6_rows": path.stat().st_size / 1e6 * 1e6 / rows,
+    }
+    # One-row requests (the common API call) into a second database.
+    single = path.with_name("single.sqlite")
+    logger = PredictionLogger(single, classes=classes, max_queue_rows=SINGLE_REQUESTS + 1)
+    records = frame.head(SINGLE_REQUESTS).to_dict("records")
+    calls = []
+    started = time.perf_counter()
+    for i, record in enumerate(records):
+        t = time.perf_counter()
+        logger.log([record], labels[i : i + 1], proba[i : i + 1], "bench", f"s{i}")
+        calls.append(time.perf_counter() - t)
+    logger.close(timeout=None)
+    seconds = time.perf_counter() - started
+    assert logger.stats().written == len(records)
+    out |= {
+        "single_rows_per_s": len(records) / seconds,
+        "single_log_call_p50_us": percentile_us(calls, 50),
+        "single_log_call_p99_us": percentile_us(calls, 99),
+    }
+    return out
+
+
+def bench_checks(
+    log: Path, parquet: Path, schema: dict[str, Any], classes: list[str], out_dir: Path
+) -> dict[str, float]:
+    from mlops_template.config import load_params
+    from mlops_template.features import feature_names
+    from mlops_template.monitor import check_drift, prediction_frame
+    from mlops_template.predlog import PREDICTION, PROBABILITY_PREFIX, read_log
+
+    params = load_params(ROOT / "params.yaml").monitor
+    reference = pd.read_parquet(ROOT / "data/split/train.parquet")
+    test = pd.read_parquet(ROOT / "data/split/test.parquet")
+    from mlops_template.features import feature_frame
+    from mlops_template.train import onnx_predict, onnx_session
+
+    labels, proba = onnx_predict(
+        onnx_session(ROOT / "models/model.onnx"), feature_frame(test, schema), schema
+    )
+    ref_pred = prediction_frame(labels, proba, classes)
+    out: dict[str, float] = {}
+
+    started = time.perf_counter()
+    logged = read_log(log, features=feature_names(schema))
+    out["read_sqlite_s"] = time.perf_counter() - started
+    current_pred = prediction_frame(
+        logged[PREDICTION], logged[[f"{PROBABILITY_PREFIX}{c}" for c in classes]], classes
+    )
+    started = time.perf_counter()
+    report = check_drift(reference, logged, schema, params, ref_pred, current_pred)
+    out["check_drift_s"] = time.perf_counter() - started
+    out["rows_checked"] = report.rows_current
+    out["status_sqlite"] = report.status
+
+    started = time.perf_counter()
+    batch = pd.read_parquet(parquet)
+    out["read_parquet_s"] = time.perf_counter() - started
+
+    env = dict(os.environ, MLOPS_LOG_LEVEL="WARNING")
+    for name, source in (("cli_sqlite_s", log), ("cli_parquet_s", parquet)):
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "mlops_template", "monitor", "check", "--current", str(source),
+             "--out", str(out_dir / name), "--no-fail-on-drift"],
+            cwd=ROOT, env=env, text=True, capture_output=True,
+        )  # fmt: skip
+        out[name] = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-2000:])
+    del batch
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (the log writer included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_phase(port: int, raws: list[bytes], clients: int, seconds: float) -> tuple[int, float]:
+    """(requests answered 200, elapsed seconds) with `clients` keep-alive connections."""
+    counts = [0] * clients
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+
+    def worker(index: int) -> None:
+        client = Http(port)
+        i = index
+        try:
+            while time.perf_counter() < deadline:
+                status, body = client.send(raws[i % len(raws)])
+                if status != 200:
+                    errors.append(f"HTTP {status}: {body[:200]!r}")
+                    return
+                counts[index] += 1
+                i += clients
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return sum(counts), time.perf_counter() - started
+
+
+def bench_serving(
+    schema: dict[str, Any], rounds: int, duration: float, tmp: Path
+) -> dict[str, Any]:
+    """Requests/s and the server's CPU time per request, log off vs on, alternating.
+
+    Requests/s on a shared 2-core machine swing with whatever else runs; the server's own
+    CPU time per request (all its threads: the log writer included, read from /proc, the
+    work done half a second after the phase included) does not, and on an otherwise idle
+    machine it is what bounds a one-worker server's throughput."""
+    features = [f["name"] for f in schema["features"]]
+    test = pd.read_parquet(ROOT / "data/split/test.parquet")
+    rows = json.loads(test[features].to_json(orient="records"))
+    single = [Http.request("POST", "/predict", json.dumps([r]).encode()) for r in rows]
+    big = [
+        Http.request(
+            "POST",
+            "/predict",
+            json.dumps([rows[i % len(rows)] for i in range(REQUEST_ROWS)]).encode(),
+        )
+    ]
+    phases = {
+        "1_row_1_client": (single, 1, 1),
+        "1_row_8_clients": (single, 8, 1),
+        "1000_rows_1_client": (big, 1, REQUEST_ROWS),
+    }
+    results: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    served_rows = logged_rows = 0
+    for round_no in range(rounds):
+        for mode in ("off", "on"):
+            log_path = tmp / f"serve-{round_no}.sqlite"
+            port = free_port()
+            print(f"serving round {round_no + 1}/{rounds}: log {mode} ...", flush=True)
+            server = Server(
+                f"monitor-{mode}",
+                [sys.executable, "-c", SERVER_SCRIPT, str(port), "off" if mode == "off" else str(log_path)],
+                port,
+                "/health",
+                quiet_env(),
+            )  # fmt: skip
+            figures: dict[str, float] = {}
+            try:
+                for name, (raws, clients, rows_each) in phases.items():
+                    cpu = cpu_seconds(server.process.pid)
+                    count, elapsed = load_phase(port, raws, clients, duration)
+                    time.sleep(0.5)  # the writer's flush of this phase's rows
+                    used = cpu_seconds(server.process.pid) - cpu
+                    figures[f"rps_{name}"] = count / elapsed
+                    figures[f"cpu_ms_per_request_{name}"] = used / count * 1e3
+                    if mode == "on":
+                        served_rows += count * rows_each
+            finally:
+                server.stop()  # SIGTERM: the app's shutdown closes (flushes) the log
+            results[mode].append(figures)
+            if mode == "on":
+                import sqlite3
+
+                with sqlite3.connect(log_path) as db:
+                    logged_rows += db.execute("SELECT SUM(rows) FROM predictions").fetchone()[0]
+    medians = {
+        mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for mode, runs in results.items()
+    }
+    ratio = {k: medians["on"][k] / medians["off"][k] for k in medians["off"]}
+    return {
+        "median": medians,
+        "on_over_off": ratio,
+        "rounds": results,
+        "served_rows_with_log_on": served_rows,
+        "logged_rows": logged_rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--serving-only", action="store_true")
+    args = parser.parse_args()
+
+    from mlops_template.files import read_json
+
+    schema = read_json(ROOT / "data/schema.json")
+    classes = [str(c) for c in schema["classes"]]
+    print(f"load average: {os.getloadavg()[0]:.1f} (2 cores: figures are noisy above ~2)")
+    results: dict[str, Any] = {"rows": args.rows}
+    with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp_name:
+        tmp = Path(tmp_name)
+        if args.serving_only:
+            serving = bench_serving(schema, args.rounds, args.duration, tmp)
+            print(json.dumps({k: serving[k] for k in ("median", "on_over_off")}, indent=1))
+            print(serving["served_rows_with_log_on"], serving["logged_rows"])
+            return
+        print(f"generating {args.rows:,} rows and their predictions ...", flush=True)
+        frame, labels, proba = current_rows(args.rows, schema)
+        parquet = tmp / "current.parquet"
+        frame.to_parquet(parquet, index=False)
+        log = tmp / "predictions.sqlite"
+        print("prediction log writes ...", flush=True)
+        results["writes"] = bench_writes(log, frame, labels, proba, classes)
+        del frame
+        print("drift checks ...", flush=True)
+        results["check"] = bench_checks(log, parquet, schema, classes, tmp)
+        if not args.skip_serving:
+            results["serving"] = bench_serving(schema, args.rounds, args.duration, tmp)
+
+    w, c = results["writes"], results["check"]
+    print("\n## Prediction log writes")
+    print("| requests | rows/s to SQLite | log() call p50 | p99 |\n|---|---:|---:|---:|")
+    print(
+        f"| {REQUEST_ROWS}-row | {w['batch_rows_per_s']:,.0f} | {w['batch_log_call_p50_us']:.1f} µs | {w['batch_log_call_p99_us']:.1f} µs |"
+    )
+    print(
+        f"| 1-row | {w['single_rows_per_s']:,.0f} | {w['single_log_call_p50_us']:.1f} µs | {w['single_log_call_p99_us']:.1f} µs |"
+    )
+    print(f"database size: {w['db_mb_per_1e6_rows']:.0f} MB per 1e6 rows")
+    print(f"\n## Drift check on {c['rows_checked']:,} rows")
+    print("| step | seconds |\n|---|---:|")
+    print(f"| read the SQLite log (read_log) | {c['read_sqlite_s']:.1f} |")
+    print(f"| read the Parquet file | {c['read_parquet_s']:.1f} |")
+    print(f"| check_drift (30 features + 2 prediction columns) | {c['check_drift_s']:.1f} |")
+    print(f"| `monitor check` command, SQLite log | {c['cli_sqlite_s']:.1f} |")
+    print(
+        f"| `monitor check` command, Parquet (model run on every row) | {c['cli_parquet_s']:.1f} |"
+    )
+    if "serving" in results:
+        s = results["serving"]
+        print("\n## Serving with the prediction log on vs off (medians)")
+        print("| figure | off | on | on/off |\n|---|---:|---:|---:|")
+        for key in s["median"]["off"]:
+            print(
+                f"| {key} | {s['median']['off'][key]:,.{2 if 'cpu' in key else 0}f} | "
+                f"{s['median']['on'][key]:,.{2 if 'cpu' in key else 0}f} | {s['on_over_off'][key]:.1%} |"
+            )
+        print(
+            f"rows served with the log on: {s['served_rows_with_log_on']:,}; "
+            f"rows in their logs: {s['logged_rows']:,}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nwritten: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

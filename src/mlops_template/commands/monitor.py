@@ -1,0 +1,689 @@
+"""`python -m mlops_template monitor ...`: drift check, labelled feedback, issue and PR.
+
+    monitor check  --current SOURCE [--last 24h | --since T --until T]   exit 0 ok, 3 drift
+    monitor append --batch FILE        labelled rows -> data/external/feedback/ (DVC tracks it)
+    monitor issue                      open or update the one `drift` issue (gh api)
+    monitor pr                         retraining PR of the feedback + dvc.lock (cml pr create)
+
+SOURCE is the prediction log (a SQLite file or `sqlite:///path` URL, read for a time
+window), a CSV/Parquet batch, a file in the repository tracked by DVC (fetched with
+`dvc checkout`/`dvc pull`), or any URL `dvc get-url` reads (s3://, gs://, azure://, ssh://,
+http(s)://: where a DVC remote keeps files). Credentials inside a URL never reach the
+report or the log.
+
+The reference is the training data of the production model: by default
+data/split/train.parquet, data/schema.json, data/split/test.parquet and models/model.onnx
+of the checked-out commit (run `dvc repro` first). `--reference-stage prod` (or
+`--reference-ref REF`) rebuilds them from the commit GTO assigned to that stage, in a
+temporary git worktree sharing the DVC cache, as the deploy workflow deploys that commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import typer
+
+from mlops_template import paths
+from mlops_template.commands.common import EXIT_USER_ERROR, params, user_errors
+from mlops_template.files import atomic_path, read_json, remove, write_bytes, write_json, write_text
+from mlops_template.log import get_logger
+
+logger = get_logger("monitor")
+
+EXIT_DRIFT = 3
+LOG_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+ISSUE_MARKER = "<!-- mlops-template: drift monitor -->"
+ISSUE_SUMMARY = paths.MONITOR_REPORT_DIR / "summary.md"  # the report without images
+
+monitor_app = typer.Typer(
+    help="Drift monitoring: check the prediction log or a batch, add labelled feedback.",
+    no_args_is_help=True,
+)
+
+
+class MonitorError(ValueError):
+    """A monitoring input a user must fix (the message names it)."""
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def redact(source: str) -> str:
+    """A source fit for logs and reports: no user, password or query in a URL."""
+    parts = urlsplit(source)
+    if parts.scheme and parts.netloc:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return f"{parts.scheme}://{host}{parts.path}"
+    if parts.scheme and "@" in source:
+        return f"{parts.scheme}:<redacted>"
+    return source
+
+
+def parse_duration(text: str) -> timedelta:
+    """'24h', '30m', '7d', '1w', '90s' -> timedelta."""
+    match = DURATION.match(text)
+    if not match:
+        raise MonitorError(
+            f"--last {text!r}: use a number and a unit s, m, h, d or w, e.g. 24h or 7d"
+        )
+    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+
+
+def parse_time(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise MonitorError(
+            f"{option} {text!r}: not an ISO 8601 time, e.g. 2026-05-01 or 2026-05-01T12:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def time_window(
+    since: str | None, until: str | None, last: str | None, now: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    if last and since:
+        raise MonitorError("give --last or --since, not both")
+    end = parse_time(until, "--until") if until else None
+    start = parse_time(since, "--since") if since else None
+    if last:
+        start = (end or now or datetime.now(UTC)) - parse_duration(last)
+    if start and end and start >= end:
+        raise MonitorError(f"--since {start.isoformat()} is not before --until {end.isoformat()}")
+    return start, end
+
+
+def _run_tool(args: list[str], what: str) -> None:
+    try:
+        result = subprocess.run(args, text=True, capture_output=True, timeout=1800)
+    except FileNotFoundError:
+        raise MonitorError(f"{what}: {args[0]!r} is not installed") from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+        raise MonitorError(f"{what} failed:\n{tail}")
+
+
+def sqlite_path(source: str) -> Path:
+    """sqlite:///relative/path or sqlite:////absolute/path (SQLAlchemy's convention)."""
+    rest = source.removeprefix("sqlite:")
+    if rest.startswith("///"):
+        return Path(rest[3:])
+    raise MonitorError(
+        f"{redact(source)!r}: write sqlite:///relative/path or sqlite:////absolute/path"
+    )
+
+
+@contextlib.contextmanager
+def local_source(source: str) -> Iterator[Path]:
+    """The source as a local file (downloaded to a temporary directory when remote)."""
+    if source.startswith("sqlite:"):
+        yield sqlite_path(source)
+        return
+    parts = urlsplit(source)
+    if parts.scheme and len(parts.scheme) > 1 and parts.netloc:  # a URL, not C:\...
+        name = Path(parts.path).name or "current"
+        with tempfile.TemporaryDirectory(prefix="monitor-") as tmp:
+            target = Path(tmp) / name
+            logger.info("fetching %s with dvc get-url", redact(source))
+            _run_tool(
+                [sys.executable, "-m", "dvc", "get-url", source, str(target)],
+                f"dvc get-url {redact(source)}",
+            )
+            yield target
+        return
+    path = Path(source)
+    if (not path.exists() and Path(f"{source}.dvc").is_file()) or _dvc_tracked(path):
+        logger.info("%s is tracked by DVC: checking it out", source)
+        try:
+            _run_tool([sys.executable, "-m", "dvc", "checkout", "--quiet", source], "dvc checkout")
+        except MonitorError:
+            _run_tool(
+                [sys.executable, "-m", "dvc", "pull", "--quiet", source], f"dvc pull {source}"
+            )
+    if not path.exists():
+        raise MonitorError(
+            f"--current {source!r} does not exist (a path, a DVC-tracked file, sqlite:///PATH "
+            "or a URL dvc get-url reads)"
+        )
+    yield path
+
+
+def _dvc_tracked(path: Path) -> bool:
+    """An output of a stage in dvc.lock that is missing from the workspace."""
+    if path.exists() or not Path("dvc.lock").is_file():
+        return False
+    return f"path: {path.as_posix()}\n" in Path("dvc.lock").read_text()
+
+
+def read_batch(path: Path) -> Any:
+    import pandas as pd
+
+    from mlops_template.data import normalise_columns
+
+    suffix = path.suffix.lower()
+    if suffix not in BATCH_SUFFIXES:
+        raise MonitorError(f"{str(path)!r}: a batch must be CSV or Parquet ({BATCH_SUFFIXES})")
+    try:
+        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:
+        raise MonitorError(f"{str(path)!r} cannot be read: {exc}") from exc
+    return normalise_columns(frame)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+@dataclass(frozen=True)
+class Reference:
+    root: Path  # where data/split/*.parquet, data/schema.json, models/model.onnx are
+    label: str  # "workspace" or "prod (v1.2.0, commit abc12345)"
+    commit: str | None
+
+
+def stage_commit(stage: str, name: str, root: Path = Path()) -> tuple[str, str] | None:
+    """(commit, version) of the artifact GTO assigned to `stage`, or None."""
+    from gto.api import find_versions_in_stage
+
+    try:
+        found = find_versions_in_stage(str(root), name, stage)
+    except Exception as exc:  # no registry, not a git repo, bad tags
+        logger.warning("GTO could not read the registry: %s", exc)
+        return None
+    versions = found if isinstance(found, list) else [found] if found else []
+    if not versions:
+        return None
+    return versions[0].commit_hexsha, versions[0].version
+
+
+@contextlib.contextmanager
+def reference_files(ref: str | None, stage: str | None, model_name: str) -> Iterator[Reference]:
+    """The reference files: the workspace's, or those of REF / of the commit in STAGE,
+    reproduced in a temporary worktree that shares the DVC cache."""
+    from mlops_template.worktree import cache_dir, repro_env, resolve_commit, temporary_worktree
+
+    root = Path.cwd()
+    label = None
+    if stage:
+        found = stage_commit(stage, model_name)
+        if found is None:
+            logger.warning(
+                "no version of %r is assigned to %r (GTO): the reference is the checked-out "
+                "commit's training data",
+                model_name,
+                stage,
+            )
+        else:
+            ref, version = found
+            label = f"{stage} ({model_name} {version}"
+    if not ref:
+        yield Reference(root, "checked-out commit (workspace)", None)
+        return
+    try:
+        commit = resolve_commit(ref, root)
+    except ValueError as exc:
+        raise MonitorError(str(exc)) from None
+    label = f"{label}, commit {commit[:8]})" if label else f"{ref} (commit {commit[:8]})"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, capture_output=True).stdout
+    if head.strip() == commit and paths.TRAIN_DATA.is_file():
+        yield Reference(root, label, commit)
+        return
+    with temporary_worktree(commit, root) as tree:
+        (tree / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache_dir(root)}\n")
+        logger.info("reproducing the reference %s in a temporary worktree", label)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=tree,
+            env=repro_env(tree),
+            text=True,
+            capture_output=True,
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
+            raise MonitorError(f"dvc repro of the reference {label} failed:\n{tail}")
+        yield Reference(tree, label, commit)
+
+
+# --------------------------------------------------------------------------- model outputs
+
+
+def _model_predictions(model: Path, frame: Any, schema: dict[str, Any]) -> Any:
+    from mlops_template.features import feature_frame
+    from mlops_template.monitor import prediction_frame
+    from mlops_template.train import onnx_predict, onnx_session
+
+    labels, proba = onnx_predict(onnx_session(model), feature_frame(frame, schema), schema)
+    return prediction_frame(labels, proba, schema["classes"])
+
+
+def _logged_predictions(frame: Any, schema: dict[str, Any]) -> tuple[Any, str | None]:
+    from mlops_template import predlog
+    from mlops_template.monitor import prediction_frame
+
+    classes = [str(c) for c in schema["classes"]]
+    columns = [f"{predlog.PROBABILITY_PREFIX}{c}" for c in classes]
+    logged = predlog.logged_classes(frame)
+    if predlog.PREDICTION not in frame.columns or any(c not in frame.columns for c in columns):
+        return None, (
+            f"the log's classes {logged} are not the model's {classes}: prediction drift not "
+            "checked (filter the window with --model-version)"
+        )
+    return prediction_frame(frame[predlog.PREDICTION], frame[columns], classes), None
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _github_output(**values: Any) -> None:
+    target = os.environ.get("GITHUB_OUTPUT")
+    if target:
+        with open(target, "a") as out:
+            for key, value in values.items():
+                out.write(f"{key}={value}\n")
+
+
+def _step_summary(markdown: str) -> None:
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target:
+        with open(target, "a") as out:
+            out.write(markdown + "\n")
+
+
+@monitor_app.command("check")
+def check(
+    current: str = typer.Option(
+        ...,
+        "--current",
+        "-c",
+        envvar="MONITOR_SOURCE",
+        help="Prediction log (.sqlite/.db, sqlite:///PATH), CSV/Parquet batch, DVC-tracked "
+        "file, or a URL dvc get-url reads. Env: MONITOR_SOURCE.",
+        show_default=False,
+    ),
+    last: str | None = typer.Option(
+        None,
+        "--last",
+        envvar="MONITOR_LAST",
+        help="Log window ending now (or at --until): 24h, 7d.",
+    ),
+    since: str | None = typer.Option(None, "--since", help="Log window start (ISO 8601, UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Log window end, exclusive."),
+    model_version: str | None = typer.Option(
+        None, "--model-version", help="Only the log rows of this model version."
+    ),
+    reference_stage: str | None = typer.Option(
+        None,
+        "--reference-stage",
+        envvar="MONITOR_REFERENCE_STAGE",
+        help="Rebuild the reference from the commit GTO assigned to this stage (e.g. prod).",
+    ),
+    reference_ref: str | None = typer.Option(
+        None, "--reference-ref", help="Rebuild the reference from this git ref."
+    ),
+    out: Path = typer.Option(paths.MONITOR_REPORT_DIR, "--out", help="Report directory."),
+    fail_on_drift: bool = typer.Option(
+        True, "--fail-on-drift/--no-fail-on-drift", help="Exit 3 on drift (default)."
+    ),
+) -> None:
+    """Compare the current data with the production model's training data (drift)."""
+
+    from mlops_template import predlog
+    from mlops_template.features import feature_names
+    from mlops_template.monitor import (
+        check_drift,
+        distribution_png,
+        plot_name,
+        render_markdown,
+    )
+
+    p = params()
+    started = time.perf_counter()
+    with user_errors(), _monitor_errors():
+        start, end = time_window(since, until, last)
+        with (
+            reference_files(reference_ref, reference_stage, p.registry.model_name) as ref,
+            local_source(current) as source,
+        ):
+            import pandas as pd
+
+            schema = read_json(ref.root / paths.SCHEMA)
+            reference = pd.read_parquet(ref.root / paths.TRAIN_DATA)
+            model = ref.root / paths.MODEL_ONNX
+            test_split = ref.root / paths.TEST_DATA
+            window: dict[str, Any] = {}
+            versions: dict[str, int] = {}
+            note = None
+            current_predictions = None
+            if source.suffix.lower() in LOG_SUFFIXES or current.startswith("sqlite:"):
+                frame = predlog.read_log(
+                    source, start, end, features=feature_names(schema), model_version=model_version
+                )
+                window = {
+                    "since": start.isoformat() if start else None,
+                    "until": end.isoformat() if end else None,
+                    "model_version": model_version,
+                }
+                versions = {
+                    str(k): int(v) for k, v in frame[predlog.MODEL_VERSION].value_counts().items()
+                }
+                if len(frame):
+                    current_predictions, note = _logged_predictions(frame, schema)
+            else:
+                if start or end or model_version:
+                    logger.warning("--last/--since/--until/--model-version apply to a log; ignored")
+                frame = read_batch(source)
+                missing = [c for c in feature_names(schema) if c not in frame.columns]
+                if missing:
+                    raise MonitorError(
+                        f"{redact(current)}: missing feature column(s) {missing} of the schema"
+                    )
+            reference_predictions = None
+            if model.is_file() and test_split.is_file():
+                reference_predictions = _model_predictions(
+                    model, pd.read_parquet(test_split), schema
+                )
+                if current_predictions is None and note is None and len(frame):
+                    current_predictions = _model_predictions(model, frame, schema)
+            elif note is None:
+                note = f"no model at {paths.MODEL_ONNX}: prediction drift not checked"
+            report = check_drift(
+                reference,
+                frame,
+                schema,
+                p.monitor,
+                reference_predictions,
+                current_predictions,
+                note,
+            )
+            reference_label = f"{paths.TRAIN_DATA} of {ref.label}"
+
+    shown = redact(current)
+    remove(out / "plots")
+    plots: dict[str, str] = {}
+    if report.status != "insufficient_data":
+        columns = report.features[: p.monitor.max_plots] + report.predictions
+        for column in columns:
+            name = plot_name(column.name)
+            write_bytes(out / "plots" / name, distribution_png(column))
+            plots[column.name] = f"plots/{name}"
+    markdown = render_markdown(report, shown, reference_label, plots)
+    summary = render_markdown(report, shown, reference_label)
+    document = report.to_dict() | {
+        "source": shown,
+        "window": window,
+        "model_versions": versions,
+        "reference": {
+            "label": ref.label,
+            "commit": ref.commit,
+            "dataset_hash": schema.get("dataset_hash"),
+        },
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_json(out / "drift.json", document)
+    write_text(out / "drift.md", markdown)
+    write_text(out / "summary.md", summary)
+    _github_output(status=report.status, drift=str(report.drifted).lower())
+    _step_summary(summary)
+    flagged = [c.name for c in report.features if c.drifted]
+    logger.info(
+        "drift check: %s (%d current rows vs %d reference rows; drifted: %s) -> %s (%.1fs)",
+        report.status,
+        report.rows_current,
+        report.rows_reference,
+        flagged or "none",
+        out / "drift.md",
+        time.perf_counter() - started,
+    )
+    for reason in report.reasons:
+        (logger.warning if report.drifted else logger.info)("%s", reason)
+    if report.drifted and fail_on_drift:
+        raise typer.Exit(EXIT_DRIFT)
+
+
+@contextlib.contextmanager
+def _monitor_errors() -> Iterator[None]:
+    try:
+        yield
+    except MonitorError as exc:
+        logger.error("%s", exc)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except ValueError as exc:  # e.g. an unreadable prediction log
+        if type(exc).__name__ in ("ParamsError", "DataError"):
+            raise
+        logger.error("%s", exc)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+# --------------------------------------------------------------------------- append
+
+
+@monitor_app.command("append")
+def append(
+    batch: str = typer.Option(
+        ...,
+        "--batch",
+        "-b",
+        envvar="MONITOR_FEEDBACK",
+        help="Labelled CSV/Parquet batch (features + target), a DVC-tracked file or a URL. "
+        "Env: MONITOR_FEEDBACK.",
+        show_default=False,
+    ),
+) -> None:
+    """Add a labelled batch to the training data (data/external/feedback/, tracked by DVC
+    as the ingest stage's dependency): the next `dvc repro` retrains on it."""
+    import pandas as pd
+
+    from mlops_template.data import append_feedback, frame_hash, read_feedback
+    from mlops_template.monitor import prepare_feedback
+
+    params()
+    with user_errors(), _monitor_errors():
+        for required in (paths.SCHEMA, paths.RAW_DATA):
+            if not required.is_file():
+                raise MonitorError(
+                    f"{required} not found: run `dvc repro` first (a batch is checked against "
+                    "the data contract of the current model)"
+                )
+        schema = read_json(paths.SCHEMA)
+        with local_source(batch) as path:
+            incoming = read_batch(path)
+        prepared, extra = prepare_feedback(incoming, schema, redact(batch))
+        if extra:
+            logger.warning("%s: column(s) %s are not in the schema: left out", redact(batch), extra)
+        optional = [*schema.get("id_columns", []), *schema.get("dropped_columns", [])]
+        known = append_feedback(
+            pd.read_parquet(paths.RAW_DATA), read_feedback(paths.FEEDBACK_DIR), optional
+        )
+        combined = append_feedback(known, [(redact(batch), prepared)], optional)
+    new = combined.iloc[len(known) :].reset_index(drop=True)
+    skipped = len(incoming) - len(new)
+    if new.empty:
+        logger.info(
+            "%s: all %d row(s) are already in the training data: nothing appended",
+            redact(batch),
+            len(incoming),
+        )
+        _github_output(feedback_rows=0, feedback_file="")
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = paths.FEEDBACK_DIR / f"{stamp}-{frame_hash(new)[:12]}.parquet"
+    with atomic_path(target) as tmp:
+        new.to_parquet(tmp, index=False)
+    counts = new[schema["target"]].astype(str).value_counts().to_dict()
+    logger.info(
+        "appended %d labelled row(s) %s (%d duplicate or already present skipped) -> %s; "
+        "commit it and run `dvc repro` to retrain",
+        len(new),
+        counts,
+        skipped,
+        target,
+    )
+    _github_output(feedback_rows=len(new), feedback_file=target.as_posix())
+
+
+# --------------------------------------------------------------------------- issue
+
+
+def run_url() -> str | None:
+    server, repo, run = (
+        os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    if repo and run:
+        return f"{server or 'https://github.com'}/{repo}/actions/runs/{run}"
+    return None
+
+
+def issue_body(summary: str, url: str | None, limit: int = 60_000) -> str:
+    """The issue text: the report without images (an issue cannot show the run's files)."""
+    footer = f"\n\n---\nRun: {url} (report and plots in its `drift-report` artifact)" if url else ""
+    if len(summary) > limit:
+        summary = summary[:limit] + "\n\n… (truncated: see drift.md in the run's artifact)"
+    return f"{ISSUE_MARKER}\n{summary}{footer}\n"
+
+
+def _gh(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    gh = shutil.which("gh")
+    if gh is None:
+        raise MonitorError("`gh` (GitHub CLI) is not on PATH: it posts the drift issue")
+    result = subprocess.run([gh, *args], text=True, capture_output=True, timeout=120)
+    if check and result.returncode != 0:
+        raise MonitorError(f"gh {' '.join(args[:4])} failed: {result.stderr.strip()[-500:]}")
+    return result
+
+
+@monitor_app.command("issue")
+def issue(
+    report: Path = typer.Option(paths.MONITOR_JSON, "--report", help="drift.json of the check."),
+    label: str = typer.Option("drift", "--label", help="The issue's label."),
+    title: str = typer.Option("Data drift detected", "--title", help="Title of a new issue."),
+    repo: str | None = typer.Option(
+        None, "--repo", envvar="GITHUB_REPOSITORY", help="owner/name (env GITHUB_REPOSITORY)."
+    ),
+) -> None:
+    """Open the single open issue labelled `drift` with the report, or update it."""
+    with user_errors(), _monitor_errors():
+        data = read_json(report)
+        if data.get("status") != "drift":
+            logger.info("status %s: no drift, no issue posted", data.get("status"))
+            return
+        if not repo or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+            raise MonitorError(f"--repo {repo!r}: need owner/name (GITHUB_REPOSITORY)")
+        summary_file = report.parent / ISSUE_SUMMARY.name
+        body = issue_body(summary_file.read_text(), run_url())
+        # The label may exist already (422): that is fine; a real failure shows below.
+        _gh(
+            ["api", f"repos/{repo}/labels", "-X", "POST", "-f", f"name={label}",
+             "-f", "color=d93f0b", "-f", "description=Data drift found by the monitor workflow"],
+            check=False,
+        )  # fmt: skip
+        listed = _gh(
+            ["api", f"repos/{repo}/issues", "-X", "GET", "-f", f"labels={label}",
+             "-f", "state=open", "-f", "per_page=100"]
+        )  # fmt: skip
+        try:
+            issues = [i for i in json.loads(listed.stdout or "[]") if "pull_request" not in i]
+        except (json.JSONDecodeError, TypeError):
+            raise MonitorError(f"gh api repos/{repo}/issues: unexpected answer") from None
+        if issues:
+            number = min(int(i["number"]) for i in issues)
+            _gh(["api", f"repos/{repo}/issues/{number}", "-X", "PATCH", "-f", f"body={body}"])
+            when = data.get("created_at", "now")
+            link = f": {run_url()}" if run_url() else ""
+            _gh(
+                ["api", f"repos/{repo}/issues/{number}/comments", "-X", "POST",
+                 "-f", f"body=Drift detected again ({when}){link}. The issue text is the latest report."]
+            )  # fmt: skip
+            logger.info("updated drift issue #%d of %s", number, repo)
+        else:
+            _gh(
+                ["api", f"repos/{repo}/issues", "-X", "POST", "-f", f"title={title}",
+                 "-f", f"labels[]={label}", "-f", f"body={body}"]
+            )  # fmt: skip
+            logger.info("opened a drift issue on %s", repo)
+
+
+# --------------------------------------------------------------------------- pr
+
+
+def _changed(paths_: list[str]) -> list[str]:
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths_],
+        text=True,
+        capture_output=True,
+    )
+    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
+
+
+@monitor_app.command("pr")
+def pull_request(
+    report: Path = typer.Option(paths.MONITOR_JSON, "--report", help="drift.json of the check."),
+) -> None:
+    """Open a retraining PR with the new feedback and dvc.lock (`cml pr create`). Needs
+    REPO_TOKEN: a token that may push a branch, so that the PR workflow runs on the PR."""
+    with user_errors(), _monitor_errors():
+        if not os.environ.get("REPO_TOKEN"):
+            raise MonitorError(
+                "REPO_TOKEN is not set: a retraining PR needs a token that may push a branch "
+                "and open a PR (a PR opened with the workflow's GITHUB_TOKEN starts no "
+                "workflow, so it would get no model report)"
+            )
+        feedback = _changed([paths.FEEDBACK_DIR.as_posix()])
+        if not feedback:
+            raise MonitorError(f"no new feedback under {paths.FEEDBACK_DIR}: nothing to retrain on")
+        files = [paths.FEEDBACK_DIR.as_posix(), "dvc.lock"]
+        data = read_json(report) if report.is_file() else {}
+        reasons = data.get("reasons", [])
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        lines = [
+            f"The drift monitor found drift ({day}) and labelled data was available: this PR "
+            "adds it to the training data and retrains (`dvc repro`).",
+            "",
+            "New feedback: " + ", ".join(f"`{f}`" for f in feedback),
+            "",
+            "Why (drift check):",
+            *[f"- {r}" for r in reasons[:10]],
+        ]
+        if run_url():
+            lines += ["", f"Drift report: {run_url()}"]
+        lines += ["", "Review the model report the PR workflow posts before merging."]
+        token = re.sub(r"[^0-9A-Za-z]", "", feedback[0].rsplit("/", 1)[-1].split(".")[0])[-12:]
+        args = [
+            "cml", "pr", "create",
+            f"--title=Retrain on labelled feedback (drift detected {day})",
+            f"--body={chr(10).join(lines)}",
+            f"--branch=retrain/feedback-{token}",
+            f"--message=Retrain on labelled feedback ({len(feedback)} new file(s))",
+            "--md",
+            *files,
+        ]  # fmt: skip
+        if shutil.which("cml") is None:
+            raise MonitorError("`cml` is not on PATH (iterative/setup-cml installs it)")
+        logger.info("opening a retraining PR with %s", files)
+        result = subprocess.run(args, text=True, capture_output=True, timeout=300)
+        if result.returncode != 0:
+            raise MonitorError(f"cml pr create failed: {result.stderr.strip()[-800:]}")
+        logger.info("retraining PR: %s", result.stdout.strip())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitor_app, name="monitor")

@@ -1,0 +1,258 @@
+"""The prediction log: concurrent writers, exactly-once rows, time windows, and every
+failure (bad rows, read-only path, locked database, full queue) a counted warning."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_template import predlog
+from mlops_template.predlog import PredictionLogger, read_log
+
+CLASSES = ["benign", "malignant"]
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[str]]:
+    """Warnings of the predlog logger (captured directly: the package logger may not
+    propagate to the root logger once the CLI has configured it)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    log = logging.getLogger("mlops_template.predlog")
+    log.addHandler(handler)
+    yield messages
+    log.removeHandler(handler)
+
+
+def _request(n: int, offset: int = 0) -> tuple[list[dict], list[str], np.ndarray]:
+    records = [{"x": float(offset + i), "colour": "red" if i % 2 else "blue"} for i in range(n)]
+    proba = np.array([[0.25, 0.75]] * n)
+    return records, [CLASSES[i % 2] for i in range(n)], proba
+
+
+def _rows(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT request_id, row FROM prediction_rows").fetchall()
+
+
+def test_concurrent_writers_log_every_row_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    logger = PredictionLogger(path, classes=CLASSES, flush_rows=64, flush_interval=0.01)
+    expected: set[tuple[str, int]] = set()
+    lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        for k in range(150):
+            n = 1 + (worker + k) % 5
+            request_id = f"w{worker}-r{k}"
+            assert logger.log(*_request(n), version="v1", request_id=request_id)
+            with lock:
+                expected.update((request_id, row) for row in range(n))
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    logger.close()
+
+    rows = _rows(path)
+    assert len(rows) == len(expected)  # no duplicates ...
+    assert set(rows) == expected  # ... and nothing missing
+    stats = logger.stats()
+    assert (stats.written, stats.dropped, stats.failed, stats.queued) == (len(expected), 0, 0, 0)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reader_returns_features_and_predictions_for_a_time_window(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    with PredictionLogger(path, classes=CLASSES) as logger:
+        logger.log(*_request(3), version="v1", request_id="early")
+        logger.flush()
+        time.sleep(0.05)
+        middle = time.time()
+        time.sleep(0.05)
+        logger.log(*_request(2, offset=10), version="v2", request_id="late")
+
+    everything = read_log(path)
+    assert len(everything) == 5
+    assert list(everything.columns[:2]) == ["x", "colour"]
+    late = read_log(path, since=middle)
+    assert late[predlog.REQUEST_ID].tolist() == ["late", "late"]
+    assert late["x"].tolist() == [10.0, 11.0]
+    assert late[predlog.MODEL_VERSION].unique().tolist() == ["v2"]
+    early = read_log(path, until=datetime.fromtimestamp(middle, tz=UTC))
+    assert early[predlog.REQUEST_ID].unique().tolist() == ["early"]
+    assert early[predlog.PREDICTION].tolist() == ["benign", "malignant", "benign"]
+    assert early[f"{predlog.PROBABILITY_PREFIX}malignant"].tolist() == [0.75] * 3
+    assert predlog.logged_classes(early) == CLASSES
+    assert str(early[predlog.TIMESTAMP].dtype).startswith("datetime64")
+    # a feature list fixes the columns (a key never logged comes back all missing)
+    fixed = read_log(path, features=["colour", "x", "size"], model_version="v1")
+    assert list(fixed.columns[:3]) == ["colour", "x", "size"] and fixed["size"].isna().all()
+    assert len(fixed) == 3
+    assert read_log(path, since=time.time() + 60).empty
+
+
+def test_values_json_cannot_hold_are_stored_as_null(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    records = pd.DataFrame({"x": [np.nan, np.float32(1.5)], "n": np.array([1, 2], dtype=np.int64)})
+    with PredictionLogger(path) as logger:
+        logger.log(
+            records, np.array(["a", "b"]), [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}], "v", "r"
+        )
+    with sqlite3.connect(path) as connection:
+        (stored,) = connection.execute("SELECT features FROM predictions").fetchone()
+        rows = connection.execute("SELECT features FROM prediction_rows ORDER BY row").fetchall()
+    assert stored == '{"x":[null,1.5],"n":[1,2]}'  # one request, its columns
+    assert [json.loads(r[0]) for r in rows] == [{"x": None, "n": 1}, {"x": 1.5, "n": 2}]
+    assert read_log(path)["x"].isna().tolist() == [True, False]
+
+
+def test_bad_rows_are_counted_and_do_not_stop_the_good_ones(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    with PredictionLogger(path, classes=CLASSES, flush_interval=5) as logger:
+        logger.log(*_request(2), version="v1", request_id="good-1")
+        records, labels, proba = _request(3)
+        logger.log(records, labels[:2], proba, version="v1", request_id="short")  # 3 vs 2
+        logger.log([{"x": object()}], ["benign"], [[0.5, 0.5]], version="v1", request_id="odd")
+        assert logger.log([{"x": 1.0}], None, None, version="v1", request_id="none") is False  # type: ignore[arg-type]
+        logger.log(*_request(1), version="v1", request_id="good-2")
+        assert logger.flush()
+        stats = logger.stats()
+    assert {r[0] for r in _rows(path)} == {"good-1", "good-2"}
+    assert (stats.written, stats.failed) == (3, 2 + 1 + 1)  # a request counts its predictions
+    assert any("short" in w for w in warnings)
+
+
+@pytest.mark.parametrize("where", ["proc", "under_a_file"])
+def test_a_read_only_path_degrades_to_a_warning(
+    tmp_path: Path, warnings: list[str], where: str
+) -> None:
+    if where == "proc":
+        if not Path("/proc").is_dir():
+            pytest.skip("no /proc (a read-only file system even for root)")
+        path = Path("/proc/predictions.sqlite")
+    else:
+        (tmp_path / "a_file").write_text("not a directory")
+        path = tmp_path / "a_file" / "log.sqlite"
+    logger = PredictionLogger(path, classes=CLASSES, flush_interval=0.01)
+    for k in range(3):
+        assert logger.log(*_request(2), version="v1", request_id=f"r{k}") is True
+    assert logger.flush()
+    logger.log(*_request(1), version="v1", request_id="after")  # keeps accepting
+    logger.close()
+    stats = logger.stats()
+    assert (stats.written, stats.failed) == (0, 7)
+    assert warnings and "not logged" in warnings[0]
+    assert len(warnings) < 7  # rate-limited, not one per request
+
+
+def test_a_locked_database_is_survived_and_logging_resumes(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    logger = PredictionLogger(path, classes=CLASSES, flush_interval=0.01, busy_timeout=0.2)
+    logger.log(*_request(1), version="v1", request_id="before")
+    assert logger.flush()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    started = time.perf_counter()
+    for k in range(20):  # the writer is stuck on the lock; callers are not
+        logger.log(*_request(1), version="v1", request_id=f"locked-{k}")
+    enqueue_seconds = time.perf_counter() - started
+    assert logger.flush()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    logger.log(*_request(1), version="v1", request_id="after")
+    logger.close()
+
+    stats = logger.stats()
+    assert stats.failed >= 1 and stats.written + stats.failed == 22
+    assert ("after", 0) in _rows(path) and ("before", 0) in _rows(path)
+    assert any("locked" in w for w in warnings)
+    assert enqueue_seconds < stats.failed * 0.2 + 0.5  # log() never waited on the lock
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    # nothing is written until close(): the queue holds at most 10 rows
+    logger = PredictionLogger(path, flush_rows=1000, flush_interval=60, max_queue_rows=10)
+    accepted = [logger.log(*_request(4), version="v1", request_id=f"r{k}") for k in range(4)]
+    assert accepted == [True, True, False, False]
+    assert logger.stats().dropped == 8 and logger.stats().queued == 8
+    assert len([w for w in warnings if "queue full" in w]) == 1  # rate-limited
+    logger.close()
+    assert logger.stats().written == 8
+    assert len(_rows(path)) == 8
+
+
+def test_log_after_close_is_refused_quietly(tmp_path: Path) -> None:
+    logger = PredictionLogger(tmp_path / "log.sqlite")
+    logger.close()
+    logger.close()  # idempotent
+    assert logger.log(*_request(1), version="v1", request_id="late") is False
+    assert logger.stats().failed == 1
+
+
+def test_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert predlog.from_env({"PREDICTION_LOG": "off"}) is None
+    assert predlog.from_env({"PREDICTION_LOG": ""}) is None
+    logger = predlog.from_env({"PREDICTION_LOG": str(tmp_path / "p.sqlite")})
+    assert logger is not None and logger.path == tmp_path / "p.sqlite"
+    logger.close()
+    monkeypatch.chdir(tmp_path)
+    default = predlog.from_env({})
+    assert default is not None and default.path == Path("logs/predictions.sqlite")
+    default.close()
+
+
+def test_reading_a_missing_log_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.sqlite"):
+        read_log(tmp_path / "nope.sqlite")
+
+
+def test_record_takes_the_serving_apis_prediction_batch(tmp_path: Path) -> None:
+    from mlops_template.serve import PredictionBatch
+
+    path = tmp_path / "log.sqlite"
+    batch = PredictionBatch(
+        request_id="req-1",
+        timestamp=1_700_000_000.25,
+        model_version="v1.2.0",
+        features={"x": [1.0, None], "colour": ["red", "blue"]},  # columnar, None = missing
+        classes=("benign", "malignant"),
+        predictions=["malignant", "benign"],
+        probabilities=np.array([[0.1, 0.9], [0.8, 0.2]]),
+    )
+    with PredictionLogger(path) as logger:  # no classes given: the batch names them
+        logger.record(batch)
+        bad = PredictionBatch(**{**batch.__dict__, "request_id": "bad", "predictions": ["benign"]})
+        logger.record(bad)  # 2 feature rows, 1 prediction: counted, not raised
+    frame = read_log(path)
+    assert frame["x"].tolist()[0] == 1.0 and pd.isna(frame["x"].tolist()[1])
+    assert frame["colour"].tolist() == ["red", "blue"]
+    assert frame[predlog.TIMESTAMP].iloc[0] == pd.Timestamp(1_700_000_000.25, unit="s", tz="UTC")
+    assert frame[f"{predlog.PROBABILITY_PREFIX}malignant"].tolist() == [0.9, 0.2]
+    assert frame[predlog.MODEL_VERSION].unique().tolist() == ["v1.2.0"]
+    assert logger.stats().failed == 1 and logger.stats().written == 2

@@ -1,0 +1,258 @@
+"""monitor.yaml under act (drift -> one issue + a retraining PR; no drift -> nothing
+posted), and the `monitor issue` / `monitor pr` commands against the harness's fake `gh`
+and `cml` recorder.
+
+The act runs use a throw-away copy of the template whose committed DVC config points at
+the session's shared DVC cache, so `make repro` restores what earlier runs built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.helpers import run
+from tests.workflows.act import (
+    FAKE_BIN,
+    STANDINS,
+    ActResult,
+    GitRepo,
+    World,
+    make_repo,
+    retarget_repo,
+    webhook_example,
+)
+
+from mlops_template.data import load_builtin
+
+REPO = "acme/mlops-demo"
+DRIFTED = "data/monitoring/drifted.parquet"
+FRESH = "data/monitoring/fresh.parquet"
+LABELLED = "data/monitoring/labelled.csv"
+CML_BIN = STANDINS / "iterative" / "setup-cml" / "bin"
+ISSUE_STEP = "Open or update the drift issue"
+RETRAIN_STEP = "Add the labelled data, retrain and open a pull request"
+
+
+def _batches() -> dict[str, pd.DataFrame]:
+    data = load_builtin("breast_cancer")
+    features = data.drop(columns=["target"])
+    drifted = features.copy()
+    drifted["mean_texture"] += 2 * features["mean_texture"].std()
+    rng = np.random.default_rng(0)
+    labelled = data.sample(60, random_state=1).reset_index(drop=True)
+    numeric = labelled.columns.drop("target")
+    labelled[numeric] = labelled[numeric] * rng.uniform(0.99, 1.01, size=(60, len(numeric)))
+    return {DRIFTED: drifted, FRESH: features, LABELLED: labelled}
+
+
+def dispatch_event(repo: GitRepo, **inputs: str) -> dict[str, Any]:
+    payload = webhook_example("workflow_dispatch")
+    payload["inputs"] = inputs
+    payload["ref"] = "refs/heads/main"
+    payload["repository"] = retarget_repo(payload["repository"], repo.full_name)
+    payload["workflow"] = ".github/workflows/monitor.yaml"
+    return payload
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    world = World(tmp_path_factory.mktemp("github"))
+    issues = world.store / "api" / "repos" / REPO / "issues.json"
+    issues.parent.mkdir(parents=True, exist_ok=True)
+    issues.write_text("[]")  # no open drift issue yet
+    return world
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path) -> GitRepo:
+    repo = make_repo(tmp_path_factory.mktemp("repo") / "mlops-demo", REPO)
+    run(["dvc", "cache", "dir", str(dvc_cache)], repo.path)  # committed: act copies it
+    for rel, frame in _batches().items():
+        target = repo.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".csv"):
+            frame.to_csv(target, index=False)
+        else:
+            frame.to_parquet(target, index=False)
+    repo.commit("monitoring data and the shared DVC cache")
+    # act reads secrets from ./.secrets and job environment from ./.env (both kept out of
+    # git, so out of the checkout). Hard links instead of copies from uv's cache make the
+    # job's `uv sync` cheaper; what gets installed is the same.
+    (repo.path / ".secrets").write_text("REPO_TOKEN=test-repo-token\n")
+    (repo.path / ".env").write_text("UV_LINK_MODE=hardlink\n")
+    (repo.path / ".git" / "info" / "exclude").write_text(".secrets\n.env\n")
+    return repo
+
+
+def gh_calls(world: World) -> list[list[str]]:
+    log = world.store / "api" / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def no_drift_run(world: World, repo: GitRepo) -> ActResult:
+    return world.act(
+        repo,
+        "workflow_dispatch",
+        dispatch_event(repo, source=FRESH, feedback=LABELLED),
+        "monitor.yaml",
+    )
+
+
+@pytest.fixture(scope="module")
+def drift_run(
+    world: World, repo: GitRepo, no_drift_run: ActResult
+) -> tuple[ActResult, list[list[str]]]:
+    before = len(gh_calls(world))
+    result = world.act(
+        repo,
+        "workflow_dispatch",
+        dispatch_event(repo, source=DRIFTED, feedback=LABELLED),
+        "monitor.yaml",
+    )
+    return result, gh_calls(world)[before:]
+
+
+@pytest.mark.slow
+def test_no_drift_posts_nothing(world: World, no_drift_run: ActResult) -> None:
+    result = no_drift_run
+    assert result.succeeded, result
+    report = json.loads((result.artifact("drift-report") / "drift.json").read_text())
+    assert report["status"] == "ok" and report["drift"] is False, report["reasons"]
+    assert report["rows"]["current"] == 569
+    assert report["predictions"], "the model's outputs were compared too"
+    assert not result.step_ran(ISSUE_STEP) and not result.step_ran(RETRAIN_STEP)
+    assert gh_calls(world) == []
+    assert result.cml_calls() == []
+
+
+@pytest.mark.slow
+def test_drift_opens_one_issue_with_the_report_and_a_retraining_pr(
+    drift_run: tuple[ActResult, list[list[str]]],
+) -> None:
+    result, calls = drift_run
+    assert result.succeeded, result
+    artifact = result.artifact("drift-report")
+    report = json.loads((artifact / "drift.json").read_text())
+    assert report["status"] == "drift"
+    assert report["drifted_features"][0] == "mean_texture"
+    assert report["features"][0]["name"] == "mean_texture"
+    assert list((artifact / "plots").glob("mean_texture.png"))
+
+    # The issue: label ensured, open drift issues listed (none), one issue created whose
+    # body is the report (without images) and links the run.
+    posts = [c for c in calls if "POST" in c]
+    assert [c[1] for c in calls] == [
+        f"repos/{REPO}/labels",
+        f"repos/{REPO}/issues",
+        f"repos/{REPO}/issues",
+    ]
+    assert "labels=drift" in calls[1] and "state=open" in calls[1]
+    (create,) = [c for c in posts if c[1] == f"repos/{REPO}/issues"]
+    fields = dict(a.split("=", 1) for a in create if "=" in a and not a.startswith("-"))
+    assert fields["labels[]"] == "drift" and fields["title"] == "Data drift detected"
+    body = fields["body"]
+    assert (artifact / "summary.md").read_text() in body
+    assert body.count("mean_texture") >= 2 and "![" not in body
+    assert f"https://github.com/{REPO}/actions/runs/{result.run_id}" in body
+
+    # The retraining PR: appended, retrained on more rows, then exactly one cml call.
+    assert result.step_succeeded(RETRAIN_STEP), result
+    assert "appended 60 labelled row(s)" in result.output
+    assert "feedback: 60 new labelled rows from 1 batch(es)" in result.output
+    for stage in ("ingest", "split", "train"):
+        assert f"Running stage '{stage}'" in result.output.split("appended 60")[1], result
+    (call,) = result.cml_calls()
+    assert call["command"] == "pr create"
+    assert call["token"] is True
+    positional = [a for a in call["args"][2:] if not a.startswith("--")]
+    assert positional == ["data/external/feedback", "dvc.lock"]
+    assert call["flags"]["title"].startswith("Retrain on labelled feedback")
+    assert call["flags"]["branch"].startswith("retrain/feedback-")
+    assert "'mean_texture' drifted" in call["flags"]["body"]
+    assert "md" in call["flags"] and "squash" not in call["flags"]  # a person merges it
+
+
+# --- the commands alone, against the same fakes (no act) -------------------------------
+
+
+def _cli(args: list[str], cwd: Path, **env: str) -> Any:
+    path = os.pathsep.join([str(FAKE_BIN), str(CML_BIN), os.environ["PATH"]])
+    return run(["python", "-m", "mlops_template", *args], cwd, check=False, PATH=path, **env)
+
+
+def _report(root: Path, status: str) -> None:
+    out = root / "reports" / "monitor"
+    out.mkdir(parents=True)
+    reasons = ["feature 'x' drifted: PSI 0.9"] if status == "drift" else []
+    (out / "drift.json").write_text(
+        json.dumps({"status": status, "reasons": reasons, "created_at": "2026-01-01"})
+    )
+    (out / "summary.md").write_text("# Drift check: DRIFT detected\n\n| `x` | 0.9 |\n")
+
+
+def test_issue_updates_the_open_drift_issue_instead_of_opening_another(tmp_path: Path) -> None:
+    api = tmp_path / "api"
+    (api / "repos" / REPO / "issues").mkdir(parents=True)
+    (api / "repos" / REPO / "issues.json").write_text(
+        json.dumps(
+            [{"number": 12, "title": "PR", "pull_request": {}}, {"number": 9}, {"number": 4}]
+        )
+    )
+    (api / "repos" / REPO / "issues" / "4.json").write_text("{}")
+    (api / "repos" / REPO / "issues" / "4").mkdir()
+    (api / "repos" / REPO / "issues" / "4" / "comments.json").write_text("{}")
+    _report(tmp_path, "drift")
+    env = {
+        "GH_FAKE_API_DIR": str(api),
+        "GH_TOKEN": "t",
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_RUN_ID": "77",
+    }
+    result = _cli(["monitor", "issue"], tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    calls = [json.loads(line) for line in (api / "calls.jsonl").read_text().splitlines()]
+    targets = [(c[1], c[c.index("-X") + 1]) for c in calls]
+    assert targets == [
+        (f"repos/{REPO}/labels", "POST"),
+        (f"repos/{REPO}/issues", "GET"),
+        (f"repos/{REPO}/issues/4", "PATCH"),  # the oldest open drift issue, not the PR
+        (f"repos/{REPO}/issues/4/comments", "POST"),
+    ]
+    body = next(a for a in calls[2] if a.startswith("body="))
+    assert "| `x` | 0.9 |" in body and "/acme/mlops-demo/actions/runs/77" in body
+
+
+def test_issue_posts_nothing_without_drift_and_needs_gh_token(tmp_path: Path) -> None:
+    api = tmp_path / "api"
+    api.mkdir()
+    _report(tmp_path, "ok")
+    env = {"GH_FAKE_API_DIR": str(api), "GH_TOKEN": "t", "GITHUB_REPOSITORY": REPO}
+    assert _cli(["monitor", "issue"], tmp_path, **env).returncode == 0
+    assert not (api / "calls.jsonl").exists()
+    (tmp_path / "reports" / "monitor" / "drift.json").write_text(json.dumps({"status": "drift"}))
+    failed = _cli(
+        ["monitor", "issue"],
+        tmp_path,
+        GH_FAKE_API_DIR=str(api),
+        GH_TOKEN="",
+        GITHUB_REPOSITORY=REPO,
+    )
+    assert failed.returncode == 2 and "GH_TOKEN" in failed.stderr
+
+
+def test_pr_refuses_without_repo_token_or_new_feedback(tmp_path: Path) -> None:
+    run(["git", "init", "-q", "-b", "main"], tmp_path)
+    _report(tmp_path, "drift")
+    log = tmp_path / "cml.jsonl"
+    no_token = _cli(["monitor", "pr"], tmp_path, CML_RECORDER_LOG=str(log), REPO_TOKEN="")
+    assert no_token.returncode == 2 and "REPO_TOKEN" in no_token.stderr
+    nothing = _cli(["monitor", "pr"], tmp_path, CML_RECORDER_LOG=str(log), REPO_TOKEN="t")
+    assert nothing.returncode == 2 and "no new feedback" in nothing.stderr
+    assert not log.exists()
