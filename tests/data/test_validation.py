@@ -162,3 +162,11 @@ def test_unreadable_source_fails_ingest_naming_the_file(tmp_path: Path) -> None:
     assert code == 2
     assert f"data.source: '{SOURCE}' does not exist" in stderr
     assert not (project / "data/raw").exists()
+
+
+def test_check_refuses_a_missing_source_file_before_any_stage(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", good_frame())
+    edit_params(project, **{"data.source": "data/external/typo.csv"})
+    code, stderr = cli(project, "check", check=False)
+    assert code == 2
+    assert "data.source: 'data/external/typo.csv' does not exist" in stderr

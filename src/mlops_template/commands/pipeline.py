@@ -109,21 +109,24 @@ def train() -> None:
     import pandas as pd
 
     from mlops_template import train as t
+    from mlops_template.features import feature_frame, target_labels
 
     p = params()
     remove(paths.MODEL_SKOPS, paths.MODEL_ONNX, paths.TRAIN_INFO)
     with user_errors():
         schema = read_json(paths.SCHEMA)
         train_frame = pd.read_parquet(paths.TRAIN_DATA)
-        test_frame = pd.read_parquet(paths.TEST_DATA)
+        paths.TEST_DATA.stat()  # fail now, not after training, if it is missing
     started = time.perf_counter()
-    pipeline = t.fit_pipeline(train_frame, schema, p.train)
+    features, labels = feature_frame(train_frame, schema), target_labels(train_frame, schema)
+    train_rows = len(train_frame)
+    del train_frame  # peak memory: only the model inputs stay; test rows are read later
+    pipeline = t.build_pipeline(schema, p.train).fit(features, labels)
+    del features, labels
     logger.info(
-        "trained %s on %d rows (%.2fs)",
-        p.train.model,
-        len(train_frame),
-        time.perf_counter() - started,
+        "trained %s on %d rows (%.2fs)", p.train.model, train_rows, time.perf_counter() - started
     )
+    test_frame = pd.read_parquet(paths.TEST_DATA)
     onnx_model = t.to_onnx(pipeline, schema)
     parity = t.check_parity(
         pipeline, onnx_model, test_frame, schema, p.train.onnx_probability_tolerance
@@ -141,9 +144,7 @@ def train() -> None:
     skops_model = t.skops_bytes(pipeline)
     write_bytes(paths.MODEL_SKOPS, skops_model)
     write_bytes(paths.MODEL_ONNX, onnx_model)
-    write_json(
-        paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, len(train_frame))
-    )
+    write_json(paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, train_rows))
     logger.info(
         "ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
         parity.max_probability_difference,
