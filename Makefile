@@ -87,15 +87,16 @@ rollback: .venv/.synced ## Move prod back to the previous production version [PU
 registry: .venv/.synced ## Show the model registry: versions, stages and metrics
 	$(RUN) python -m mlops_template registry show
 
+# verify-model and smoke need only python3 (standard library): deploy runners skip the install.
 .PHONY: verify-model
-verify-model: .venv/.synced ## Check the model files' sha256 before publishing [MODEL_SHA256=] [VERSION=]
-	$(RUN) python -m mlops_template registry verify $${MODEL_SHA256:+--sha256 "$$MODEL_SHA256"} \
-		$${VERSION:+--version "$$VERSION"}
+verify-model: ## Check the model files' sha256 (train_info.json, and MODEL_SHA256 if set) before publishing
+	PYTHONPATH=src $(PYTHON) -m mlops_template.smoke verify $${MODEL_SHA256:+--sha256 "$$MODEL_SHA256"}
 
 .PHONY: smoke
-smoke: .venv/.synced ## Smoke-test the API: IMAGE=ghcr.io/o/r:v1.2.0 (docker run) or URL=http://127.0.0.1:8000
-	$(RUN) python -m mlops_template serve-smoke $${IMAGE:+--image "$$IMAGE"} $${URL:+--url "$$URL"} \
-		$${VERSION:+--expect-version "$$VERSION"} $${MODEL_SHA256:+--expect-sha256 "$$MODEL_SHA256"}
+smoke: ## Smoke-test the API: IMAGE=ghcr.io/o/r:v1.2.0 (docker run) or URL=http://127.0.0.1:8000
+	PYTHONPATH=src $(PYTHON) -m mlops_template.smoke test $${IMAGE:+--image "$$IMAGE"} \
+		$${URL:+--url "$$URL"} $${VERSION:+--expect-version "$$VERSION"} \
+		$${MODEL_SHA256:+--expect-sha256 "$$MODEL_SHA256"}
 
 .PHONY: serve
 serve: .venv/.synced ## Serve the model built by `make run` on 127.0.0.1:$(PORT) (docs at /docs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from mlops_template import log
-from mlops_template.commands import monitor, pipeline, report, serve, template
+from mlops_template.commands import monitor, pipeline, registry, report, serve, template
 
 app = typer.Typer(
     name="mlops_template",
@@ -26,7 +26,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     log.configure(verbose)
 
 
-for module in (pipeline, template, report, serve, monitor):
+for module in (pipeline, template, report, serve, monitor, registry):
     module.register(app)
 
 

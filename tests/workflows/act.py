@@ -30,6 +30,10 @@ How the harness works (act 0.2.x behaviour, found by experiment):
 - hashFiles(), `steps.*.outcome`, `continue-on-error`, `timeout-minutes` and `$GITHUB_OUTPUT`
   / `$GITHUB_ENV` / `$GITHUB_PATH` behave as on GitHub. Composite actions cannot have
   post steps on GitHub, so the workflows use cache/restore + cache/save explicitly.
+- A checkout with a `ref:` other than the run's is not skipped: it runs the checkout
+  stand-in, which clones the repository ($ACT_REPO_PATH) into the empty workspace at REF.
+  `docker` is faked too (tests/workflows/bin/docker: runs images the build-push stand-in
+  recorded).
 - `gh` is on GitHub's runner image, not here: tests/workflows/bin/gh (a fake answering
   `gh api` from JSON files) is put first on PATH for act.
 
@@ -85,12 +89,26 @@ def pinned_actions(workflows: list[Path]) -> set[tuple[str, str, str]]:
     return found
 
 
+LOCAL_CALLS = re.compile(r"^\s*uses:\s*\./(\.github/workflows/[\w.-]+\.ya?ml)\b", re.M)
+
+
+def with_called_workflows(workflow: Path) -> list[Path]:
+    """The workflow and the local reusable workflows it calls (`uses: ./.github/...`)."""
+    root = workflow.parents[2]
+    found = [workflow]
+    for path in found:
+        found += [
+            c for c in (root / m for m in LOCAL_CALLS.findall(path.read_text())) if c not in found
+        ]
+    return found
+
+
 def local_repository_flags(workflows: list[Path]) -> list[str]:
     """--local-repository flags mapping each pinned action to its stand-in."""
     flags = []
     for owner, name, ref in sorted(pinned_actions(workflows)):
-        if (owner, name) == ("actions", "checkout"):
-            continue  # act skips the repository's own checkout
+        if (owner, name) == ("actions", "checkout") and not (STANDINS / owner / name).is_dir():
+            continue  # act skips the repository's own checkout (the stand-in: other refs)
         standin = STANDINS / owner / name
         if not standin.is_dir():
             raise AssertionError(f"{owner}/{name}@{ref} has no stand-in in {standin}")
@@ -343,11 +361,12 @@ class World:
         args = [
             str(ACT), event_name, "-e", str(event_file), "-W", str(workflow_file), *RUNNER,
             "--remote-name", REMOTE, "--no-cache-server", "--action-cache-path", str(action_cache),
-            *local_repository_flags([workflow_file]),
+            *local_repository_flags(with_called_workflows(workflow_file)),
             "--env", f"GITHUB_RUN_ID={run_id}",
             "--env", f"ACT_STANDIN_STORE={self.store}",
             "--env", f"CML_RECORDER_LOG={self.cml_log(run_id)}",
             "--env", f"GH_FAKE_API_DIR={self.store / 'api'}",
+            "--env", f"ACT_REPO_PATH={repo.path}",  # for the checkout stand-in (other refs)
         ]  # fmt: skip
         for name, value in (env or {}).items():
             args += ["--env", f"{name}={value}"]

@@ -1,0 +1,314 @@
+"""Merge to deploy, end to end under act: deploy.yaml (and deploy-model.yaml it calls).
+
+One simulated GitHub repository (`World`) with a bare git repository as `origin` (what
+the workflow pushes its GTO tags to). Its history starts on the host: a weak model
+registered as v0.1.0 and promoted to prod (`registry register/promote --push`). Then
+two pushes to main run deploy.yaml for real:
+1. a better model: v0.2.0 is registered and promoted (tags pushed), the image is built
+   and "pushed" (docker stand-ins: a registry in a directory), the fake `docker` runs
+   it for the smoke test (uvicorn serving the image's files), and the release
+   model@v0.2.0 gets the model files and the model card;
+2. a worse model: v0.3.0 is registered and pushed, not promoted; nothing is published.
+Two act runs in all (each reproduces the pipeline and sets up uv per job). The static
+tests at the end pin the workflows' shape: permissions per job, where tags are pushed and
+images published, no cache where something is published, one deployment at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.helpers import TEMPLATE_ROOT, VENV_BIN, edit_params, run, share_dvc_cache
+from tests.workflows.act import WORKFLOWS, ActResult, GitRepo, World, make_repo, push_event
+
+REPO = "acme/mlops-demo"
+IMAGE = "ghcr.io/acme/mlops-demo"
+WEAK = {"train.random_forest.n_estimators": 2, "train.random_forest.max_depth": 2}
+BETTER = {"train.random_forest.n_estimators": 100, "train.random_forest.max_depth": None}
+WORSE = {"train.random_forest.n_estimators": 1, "train.random_forest.max_depth": 1}
+RELEASE_FILES = ["metrics.json", "model.onnx", "model.skops", "model_card.md", "schema.json"]
+
+
+def remote_tags(bare: Path) -> set[str]:
+    out = run(["git", "for-each-ref", "refs/tags", "--format=%(refname:strip=2)"], bare).stdout
+    return set(out.split())
+
+
+def commit_model(repo: GitRepo, message: str, changes: dict[str, Any]) -> None:
+    """Change the params, reproduce (dvc.lock must be committed with them), commit."""
+    edit_params(repo.path, **changes)
+    run(["dvc", "repro", "--quiet"], repo.path)
+    repo.commit(message)
+
+
+def pushes(world: World) -> list[dict[str, Any]]:
+    log = world.store / "registry" / "pushes.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def releases(world: World) -> dict[str, dict[str, Any]]:
+    root = world.store / "releases"
+    found = {}
+    for record in root.glob("*/release.json") if root.exists() else []:
+        data = json.loads(record.read_text())
+        found[data["tag_name"]] = data | {"dir": record.parent}
+    return found
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return World(tmp_path_factory.mktemp("github"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path) -> tuple[GitRepo, Path]:
+    """The repository with v0.1.0 (a weak model) registered and in prod, on origin too."""
+    root = tmp_path_factory.mktemp("deploy")
+    repo = make_repo(root / "mlops-demo", REPO)
+    share_dvc_cache(repo.path, dvc_cache)  # .dvc/config.local: git-ignored, not seen by act
+    bare = root / "origin.git"
+    run(["git", "init", "-q", "--bare", str(bare)], root)
+    repo.git("remote", "add", "origin", str(bare))
+    commit_model(repo, "train: a first, weak model", WEAK)
+    repo.git("push", "-q", "origin", "main")
+    for command in ("register", "promote"):
+        run([str(VENV_BIN / "python"), "-m", "mlops_template", "registry", command, "--push"],
+            repo.path)  # fmt: skip
+    assert remote_tags(bare) == {"model@v0.1.0", "model#prod#1"}
+    return repo, bare
+
+
+def merge(
+    world: World, repo: GitRepo, bare: Path, message: str, changes: dict[str, Any]
+) -> ActResult:
+    """A commit on main (as a merged PR leaves it), pushed, then deploy.yaml on the push."""
+    repo.git("fetch", "-q", "--tags", "origin")  # actions/checkout fetches every tag
+    commit_model(repo, message, changes)
+    repo.git("push", "-q", "origin", "main")
+    return world.act(repo, "push", push_event(repo), "deploy.yaml", timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def better(world: World, repo: tuple[GitRepo, Path]) -> ActResult:
+    return merge(world, *repo, "train: the full forest", BETTER)
+
+
+@pytest.fixture(scope="module")
+def worse(
+    world: World, repo: tuple[GitRepo, Path], better: ActResult
+) -> tuple[ActResult, int, int]:
+    before = (len(pushes(world)), len(releases(world)))
+    return merge(world, *repo, "train: one stump is enough", WORSE), *before
+
+
+@pytest.mark.slow
+def test_a_better_merge_is_registered_promoted_and_its_tags_pushed(
+    better: ActResult, repo: tuple[GitRepo, Path]
+) -> None:
+    assert better.succeeded, better
+    _, bare = repo
+    assert {"model@v0.2.0", "model#prod#2"} <= remote_tags(bare)
+    decision = json.loads((better.artifact("deploy-decision") / "decision.json").read_text())
+    assert (decision["version"], decision["previous"], decision["promoted"]) == (
+        "v0.2.0",
+        "v0.1.0",
+        True,
+    )
+    assert decision["comparison"]["roc_auc"]["verdict"] == "better", decision["comparison"]
+    # The prod version was rebuilt from its commit, not read from any file.
+    assert "prod v0.1.0" in better.output and "reproduced in" in better.output
+
+
+@pytest.mark.slow
+def test_a_better_merge_publishes_the_image_with_the_promoted_model(
+    better: ActResult, world: World
+) -> None:
+    (push,) = pushes(world)
+    assert push["run"] == str(better.run_id)
+    assert push["tags"] == [f"{IMAGE}:v0.2.0", f"{IMAGE}:prod"]
+    assert push["build_args"]["MODEL_VERSION"] == "v0.2.0"
+    decision = json.loads(
+        (better.artifact("model-bundle") / "reports/deploy/decision.json").read_text()
+    )
+    assert push["build_args"]["GIT_COMMIT"] == decision["commit"]
+    image = world.store / "registry" / "images" / push["digest"].split(":")[1] / "context"
+    baked = hashlib.sha256((image / "models" / "model.onnx").read_bytes()).hexdigest()
+    assert baked == decision["model_sha256"]
+    assert (image / "data" / "schema.json").is_file() and not (image / ".git").exists()
+    # The smoke test ran that exact image (by digest) and passed.
+    calls = [
+        json.loads(line)
+        for line in (world.store / "registry" / "docker-calls.jsonl").read_text().splitlines()
+    ]
+    (started,) = [c for c in calls if c[0] == "run"]
+    assert started[-1] == f"{IMAGE}:v0.2.0@{push['digest']}"
+    assert next(c for c in calls if c[0] == "rm")[:2] == ["rm", "--force"]
+    assert "smoke test passed" in better.output and "serves v0.2.0" in better.output
+
+
+@pytest.mark.slow
+def test_a_better_merge_publishes_the_release_with_files_and_model_card(
+    better: ActResult, world: World
+) -> None:
+    release = releases(world)["model@v0.2.0"]
+    assert release["name"] == "model@v0.2.0" and release["runs"] == [str(better.run_id)]
+    assert release["assets"] == RELEASE_FILES
+    bundle = better.artifact("model-bundle")
+    card = (bundle / "reports/deploy/model_card.md").read_text()
+    assert release["body"] == card
+    assert card.startswith("# Model card: model v0.2.0 (promoted to production)")
+    assets = release["dir"] / "assets"
+    assert (assets / "model.onnx").read_bytes() == (bundle / "models/model.onnx").read_bytes()
+    assert (assets / "schema.json").read_bytes() == (bundle / "data/schema.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_worse_merge_is_registered_but_publishes_nothing(
+    worse: tuple[ActResult, int, int], world: World, repo: tuple[GitRepo, Path]
+) -> None:
+    result, pushes_before, releases_before = worse
+    assert result.succeeded, result
+    _, bare = repo
+    tags = remote_tags(bare)
+    assert "model@v0.3.0" in tags
+    assert not {t for t in tags if t.startswith("model#prod#") and t != "model#prod#1"} - {
+        "model#prod#2"
+    }
+    decision = json.loads((result.artifact("deploy-decision") / "decision.json").read_text())
+    assert (decision["version"], decision["previous"], decision["promoted"]) == (
+        "v0.3.0",
+        "v0.2.0",
+        False,
+    )
+    assert decision["reasons"] and all(r.startswith("gate.") for r in decision["reasons"])
+    assert not result.artifact("model-bundle").exists()
+    assert (len(pushes(world)), len(releases(world))) == (pushes_before, releases_before)
+    assert "Build and push the serving image" not in result.output
+
+
+# ---------------------------------------------------------------- static shape
+
+DEPLOY_FILES = ["deploy.yaml", "deploy-model.yaml", "promote.yaml"]
+PUBLISHERS = ("docker/build-push-action@", "softprops/action-gh-release@")
+CLI = "uv run --frozen python -m mlops_template "
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text())  # `on:` is read as True
+
+
+def jobs(name: str) -> dict[str, dict[str, Any]]:
+    return load(name)["jobs"]
+
+
+def uses(job: dict[str, Any]) -> list[str]:
+    return [s.get("uses", "") for s in job.get("steps", [])]
+
+
+def runs(job: dict[str, Any]) -> list[str]:
+    return [" ".join(s["run"].split()) for s in job.get("steps", []) if "run" in s]
+
+
+def test_deploy_runs_on_main_one_at_a_time_and_deploys_only_when_promoted() -> None:
+    workflow = load("deploy.yaml")
+    assert workflow[True] == {"push": {"branches": ["main"]}}
+    assert workflow["concurrency"] == {"group": "production-deploy", "cancel-in-progress": False}
+    assert load("promote.yaml")["concurrency"] == workflow["concurrency"]
+    build, decide, deploy = (jobs("deploy.yaml")[j] for j in ("build", "decide", "deploy"))
+    assert "actions/cache/save@" in " ".join(uses(build)) and runs(build) == ["make run"]
+    assert decide["needs"] == "build"
+    assert runs(decide) == ["make run", "make register PUSH=1", "make promote PUSH=1"]
+    assert deploy["if"] == "needs.decide.outputs.promoted == 'true'"
+    assert deploy["uses"] == "./.github/workflows/deploy-model.yaml"
+    assert set(deploy["with"]) == set(load("deploy-model.yaml")[True]["workflow_call"]["inputs"])
+
+
+def test_deploy_model_builds_smoke_tests_then_releases_in_production() -> None:
+    image, smoke, release = (jobs("deploy-model.yaml")[j] for j in ("image", "smoke", "release"))
+    assert image["environment"] == {"name": "production"}
+    assert smoke["needs"] == "image" and release["needs"] == ["image", "smoke"]
+    assert runs(image) == ["make verify-model"]  # before anything is pushed
+    assert runs(smoke) == ["make smoke"]
+    assert smoke["steps"][-1]["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
+    assert "steps.build.outputs.digest" in image["outputs"]["image"]  # tested by digest
+    tags = next(s for s in image["steps"] if "metadata-action" in s.get("uses", ""))["with"]["tags"]
+    assert tags.splitlines() == ["type=raw,value=${{ inputs.version }}", "type=raw,value=prod"]
+    (gh_release,) = [s for s in release["steps"] if "action-gh-release" in s.get("uses", "")]
+    assert gh_release["with"]["tag_name"] == "${{ inputs.tag }}"
+    assert gh_release["with"]["files"].split() == [
+        "models/model.onnx", "models/model.skops", "data/schema.json", "eval/metrics.json",
+        "reports/deploy/model_card.md",
+    ]  # fmt: skip
+
+
+def test_least_privilege_per_job() -> None:
+    for name in DEPLOY_FILES:
+        for job_id, job in jobs(name).items():
+            where = f"{name}:{job_id}"
+            permissions = job["permissions"]
+            steps = " ".join(uses(job))
+            if "uses" in job:  # a reusable-workflow call: the ceiling for its jobs
+                assert permissions == {"contents": "write", "packages": "write"}, where
+                continue
+            pushes_tags = any("PUSH=1" in r for r in runs(job))
+            releases = "softprops/action-gh-release@" in steps
+            assert (permissions.get("contents") == "write") == (pushes_tags or releases), where
+            assert not (pushes_tags and releases), where  # tags and releases in separate jobs
+            pushes_image = "docker/build-push-action@" in steps
+            assert (permissions.get("packages") == "write") == pushes_image, where
+            assert set(permissions) <= {"contents", "packages"}, where
+
+
+def test_no_cache_where_something_is_published() -> None:
+    for name in DEPLOY_FILES:
+        for job_id, job in jobs(name).items():
+            steps = job.get("steps", [])
+            if not any(s.get("uses", "").startswith(PUBLISHERS) for s in steps):
+                continue
+            for step in steps:
+                assert not step.get("uses", "").startswith("actions/cache"), f"{name}:{job_id}"
+                if step.get("uses", "").startswith("astral-sh/setup-uv@"):
+                    assert step["with"]["enable-cache"] is False, f"{name}:{job_id}"
+
+
+def test_every_run_step_calls_make_or_the_cli_and_checkouts_keep_no_credentials() -> None:
+    for name in DEPLOY_FILES:
+        for job_id, job in jobs(name).items():
+            for command in runs(job):
+                assert command.startswith(("make ", CLI)), f"{name}:{job_id}: {command}"
+                assert "${{" not in command, f"{name}:{job_id}"
+            for step in job.get("steps", []):
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, f"{name}:{job_id}"
+
+
+def test_promote_workflow_inputs_and_jobs() -> None:
+    workflow = load("promote.yaml")
+    assert set(workflow[True]["workflow_dispatch"]["inputs"]) == {
+        "version",
+        "rollback",
+        "skip-gate",
+    }
+    resolve, assign, deploy = (workflow["jobs"][j] for j in ("resolve", "assign", "deploy"))
+    assert runs(resolve) == [
+        CLI + 'registry resolve ${ROLLBACK:+--rollback} ${VERSION:+--version "$VERSION"}'
+    ]
+    assert assign["steps"][0]["with"]["ref"] == "${{ needs.resolve.outputs.commit }}"
+    assert runs(assign) == ["make run", "make rollback PUSH=1", "make promote PUSH=1"]
+    assert deploy["uses"] == "./.github/workflows/deploy-model.yaml"
+    assert deploy["if"] == "needs.assign.outputs.promoted == 'true'"
+
+
+def test_zizmor_pedantic_finds_nothing_in_the_deploy_workflows() -> None:
+    result = run(
+        [str(VENV_BIN / "zizmor"), "--offline", "--persona=pedantic", "--format=json",
+         *(f".github/workflows/{n}" for n in DEPLOY_FILES)],
+        TEMPLATE_ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
