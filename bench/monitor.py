@@ -16,7 +16,9 @@ Prints figures (not a test). Needs a built project (`make run`). From the projec
    alternating, `--rounds` rounds, medians: requests/s of 1-row requests at 1 and 8
    clients and of 1,000-row requests, and the server's CPU time per request (all its
    threads, the log writer included: robust to other load on a shared machine, where
-   requests/s swing by tens of percent). Served rows are compared with logged rows.
+   requests/s swing by tens of percent). Also the latency (p50, p99) of requests sent at a
+   steady rate below saturation (1-row at 200/s, 1,000-row at 10/s): the writer then
+   works between requests, as in normal traffic. Served rows are compared with logged rows.
 
 The current rows are the breast-cancer rows resampled with 2 % multiplicative noise, and
 predicted by the project's ONNX model, so the log looks like a real day of traffic.
@@ -221,6 +223,32 @@ def load_phase(port: int, raws: list[bytes], clients: int, seconds: float) -> tu
     return sum(counts), time.perf_counter() - started
 
 
+def paced_latencies_ms(port: int, raws: list[bytes], rate: float, seconds: float) -> list[float]:
+    """Latency of requests sent at a steady `rate` (not saturating the server): what a
+    client sees when the log writer works in the gaps between requests."""
+    client = Http(port)
+    out: list[float] = []
+    try:
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        deadline = next_at + seconds
+        i = 0
+        while next_at < deadline:
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            started = time.perf_counter()
+            status, body = client.send(raws[i % len(raws)])
+            out.append((time.perf_counter() - started) * 1e3)
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+            next_at += interval
+            i += 1
+    finally:
+        client.close()
+    return out
+
+
 def bench_serving(
     schema: dict[str, Any], rounds: int, duration: float, tmp: Path
 ) -> dict[str, Any]:
@@ -262,6 +290,15 @@ def bench_serving(
             )  # fmt: skip
             figures: dict[str, float] = {}
             try:
+                for name, raws, rate in (
+                    ("1_row_at_200_rps", single, 200),
+                    ("1000_rows_at_10_rps", big, 10),
+                ):
+                    latencies = paced_latencies_ms(port, raws, rate, duration)
+                    figures[f"latency_p50_ms_{name}"] = float(np.percentile(latencies, 50))
+                    figures[f"latency_p99_ms_{name}"] = float(np.percentile(latencies, 99))
+                    if mode == "on":
+                        served_rows += len(latencies) * (1 if raws is single else REQUEST_ROWS)
                 for name, (raws, clients, rows_each) in phases.items():
                     cpu = cpu_seconds(server.process.pid)
                     count, elapsed = load_phase(port, raws, clients, duration)
@@ -353,8 +390,9 @@ def main() -> None:
         print("| figure | off | on | on/off |\n|---|---:|---:|---:|")
         for key in s["median"]["off"]:
             print(
-                f"| {key} | {s['median']['off'][key]:,.{2 if 'cpu' in key else 0}f} | "
-                f"{s['median']['on'][key]:,.{2 if 'cpu' in key else 0}f} | {s['on_over_off'][key]:.1%} |"
+                f"| {key} | {s['median']['off'][key]:,.{0 if key.startswith('rps') else 2}f} | "
+                f"{s['median']['on'][key]:,.{0 if key.startswith('rps') else 2}f} | "
+                f"{s['on_over_off'][key]:.1%} |"
             )
         print(
             f"rows served with the log on: {s['served_rows_with_log_on']:,}; "

@@ -10,12 +10,16 @@ raises into the caller: a bad row, a full disk, a read-only path or a locked dat
 becomes a counted, rate-limited warning in the log (`stats()` has the counts).
 
 Database: WAL mode (readers, e.g. the drift check, do not block the writer). Table
-`predictions` holds one row per request, its values as columnar JSON, so a 1,000-row
-request costs one JSON encoding of its columns (C speed, orjson) rather than 1,000 Python
-dicts: the writer shares the serving process's interpreter, and per-row Python work
-would take throughput from serving (bench/monitor.py measures it):
+`predictions` holds one row per flush (per model version): the rows of every request the
+flush took, as columnar JSON. A flush costs one JSON encoding (C speed, orjson) and one
+insert, however many requests it holds: the writer shares the serving process's
+interpreter, and per-request or per-row Python work would take throughput from serving
+(bench/monitor.py measures it).
 
-    id, ts (unix seconds, UTC), request_id, model_version, rows,
+    id, ts_first, ts_last (unix seconds, UTC), model_version, rows,
+    request_ids   JSON [request id per row]
+    request_rows  JSON [index of the row in its request, per row]
+    timestamps    JSON [unix seconds per row]
     features      JSON {feature: [value per row]}   (null = missing)
     predictions   JSON [class label per row]
     probabilities JSON {class: [probability per row]}
@@ -69,19 +73,25 @@ PROBABILITY_PREFIX = f"{META_PREFIX}probability:"
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS predictions (
     id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    request_id TEXT NOT NULL,
+    ts_first REAL NOT NULL,
+    ts_last REAL NOT NULL,
     model_version TEXT NOT NULL,
     rows INTEGER NOT NULL,
+    request_ids TEXT NOT NULL,
+    request_rows TEXT NOT NULL,
+    timestamps TEXT NOT NULL,
     features TEXT NOT NULL,
     predictions TEXT NOT NULL,
     probabilities TEXT NOT NULL
 )
 """
-INDEX_SQL = "CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts)"
+INDEX_SQL = "CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts_last, ts_first)"
 VIEW_SQL = """
 CREATE VIEW IF NOT EXISTS prediction_rows AS
-SELECT r.request_id, CAST(p.key AS INTEGER) AS row, r.ts, r.model_version,
+SELECT json_extract(r.request_ids, '$[' || p.key || ']') AS request_id,
+       json_extract(r.request_rows, '$[' || p.key || ']') AS row,
+       json_extract(r.timestamps, '$[' || p.key || ']') AS ts,
+       r.model_version,
        p.value AS prediction,
        (SELECT json_group_object(f.key, json_extract(f.value, '$[' || p.key || ']'))
           FROM json_each(r.features) AS f) AS features,
@@ -90,31 +100,34 @@ SELECT r.request_id, CAST(p.key AS INTEGER) AS row, r.ts, r.model_version,
 FROM predictions AS r, json_each(r.predictions) AS p
 """
 INSERT_SQL = (
-    "INSERT INTO predictions (ts, request_id, model_version, rows, features, predictions, "
-    "probabilities) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO predictions (ts_first, ts_last, model_version, rows, request_ids, request_rows, "
+    "timestamps, features, predictions, probabilities) VALUES (?, ?, ?, ?, "
+    # UTF-8 JSON bytes from orjson, stored as TEXT (the JSON functions of the view need text)
+    + ", ".join(["CAST(? AS TEXT)"] * 6)
+    + ")"
 )
 
 try:  # orjson (a dependency of DVC) encodes lists and numpy arrays in C
     import orjson
 
-    def _fast_dumps(value: Any) -> str:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    def _fast_dumps(value: Any) -> bytes:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
     _loads = orjson.loads
 except ImportError:  # pragma: no cover - exercised only without orjson
 
-    def _fast_dumps(value: Any) -> str:
+    def _fast_dumps(value: Any) -> bytes:
         raise TypeError("no orjson")
 
     _loads = json.loads
 
 
-def _dumps(value: Any) -> str:
-    """JSON text; NaN/inf and missing values become null."""
+def _dumps(value: Any) -> bytes:
+    """UTF-8 JSON; NaN/inf and missing values become null."""
     try:
         return _fast_dumps(value)
     except TypeError:  # numpy scalars, pandas NA, ...: the slow, general path
-        return json.dumps(_plain(value), allow_nan=False, separators=(",", ":"))
+        return json.dumps(_plain(value), allow_nan=False, separators=(",", ":")).encode()
 
 
 def _as_list(values: Any) -> list[Any]:
@@ -138,7 +151,12 @@ def _columns(records: Any, rows: int) -> dict[str, Any]:
     if isinstance(records, pd.DataFrame):
         columns = {str(name): _column(records[name]) for name in records.columns}
     elif isinstance(records, Mapping):
-        columns = {str(name): _column(values) for name, values in records.items()}
+        columns = {
+            name if type(name) is str else str(name): values
+            if type(values) is list
+            else _column(values)
+            for name, values in records.items()
+        }
     else:
         records = list(records)
         names = list(dict.fromkeys(name for record in records for name in record))
@@ -163,6 +181,8 @@ def _probability_columns(
             raise ValueError(f"{rows} rows but {len(probabilities)} probability rows")
         return {str(n): [row.get(n) for row in probabilities] for n in names}
     matrix = np.asarray(probabilities, dtype=float).reshape(len(probabilities), -1)
+    if classes is not None and len(classes) == matrix.shape[1] and matrix.shape[0] == rows:
+        return dict(zip(map(str, classes), matrix.T.tolist(), strict=True))
     if matrix.shape[0] != rows:
         raise ValueError(f"{rows} rows but {matrix.shape[0]} probability rows")
     names = (
@@ -210,6 +230,73 @@ class _Entry:
     request_id: str
     rows: int
     classes: Sequence[str] | None
+
+
+def _extend(
+    target: dict[str, list[Any]], values: Mapping[str, list[Any]], n: int, before: int, grow: bool
+) -> None:
+    """Append n rows of `values` (name -> list) to `target`: names new to `target` start
+    with `before` missing values (if `grow`), names missing from `values` get n of them."""
+    same_names = target.keys() == values.keys()
+    for name, column in values.items():
+        if name not in target:
+            if not grow:
+                continue
+            target[name] = [None] * before
+        target[name].extend(column if len(column) == n else [None] * n)
+    if not same_names:
+        for column in target.values():
+            if len(column) < before + n:
+                column.extend([None] * (before + n - len(column)))
+
+
+class _Columns:
+    """The rows of the requests one flush writes (one model version), as columns."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.ts_first = math.inf
+        self.ts_last = -math.inf
+        self.request_ids: list[str] = []
+        self.request_rows: list[int] = []
+        self.timestamps: list[float] = []
+        self.features: dict[str, list[Any]] = {}
+        self.predictions: list[Any] = []
+        self.probabilities: dict[str, list[Any]] = {}
+        self.parts: list[tuple[_Entry, tuple[Any, ...]]] = []  # to isolate a bad request
+
+    def add(
+        self,
+        entry: _Entry,
+        features: dict[str, list[Any]],
+        predictions: list[Any],
+        probabilities: dict[str, list[Any]],
+    ) -> None:
+        self.parts.append((entry, (features, predictions, probabilities)))
+        n, before = entry.rows, self.rows
+        _extend(self.features, features, n, before, grow=True)
+        _extend(self.probabilities, probabilities, n, before, grow=True)
+        self.predictions.extend(predictions)
+        self.request_ids.extend([entry.request_id] * n)
+        self.request_rows.extend(range(n))
+        self.timestamps.extend([entry.ts] * n)
+        self.ts_first = min(self.ts_first, entry.ts)
+        self.ts_last = max(self.ts_last, entry.ts)
+        self.rows += n
+
+    def row(self, version: str) -> tuple[Any, ...]:
+        return (
+            self.ts_first,
+            self.ts_last,
+            version,
+            self.rows,
+            _dumps(self.request_ids),
+            _dumps(self.request_rows),
+            _dumps(self.timestamps),
+            _dumps(self.features),
+            _dumps(self.predictions),
+            _dumps(self.probabilities),
+        )
 
 
 class PredictionLogger:
@@ -390,11 +477,11 @@ class PredictionLogger:
         self._close_connection()
 
     def _write(self, batch: list[_Entry]) -> None:
-        rows: list[tuple[Any, ...]] = []
+        groups: dict[str, _Columns] = {}
         bad = 0
         for entry in batch:
             try:
-                rows.append(self._row(entry))
+                part = self._part(entry)
             except Exception as exc:
                 bad += entry.rows
                 with self._cond:
@@ -405,9 +492,38 @@ class PredictionLogger:
                         entry.rows,
                         exc,
                     )
+                continue
+            groups.setdefault(entry.version, _Columns()).add(entry, *part)
         if bad:
             with self._cond:
                 self._failed += bad
+        if not groups:
+            return
+        rows = []
+        for version, group in groups.items():
+            try:
+                rows.append(group.row(version))
+            except (TypeError, ValueError):  # a value JSON cannot hold: find its request
+                good = _Columns()
+                for entry, part in group.parts:
+                    try:
+                        _dumps(part)
+                    except (TypeError, ValueError) as exc:
+                        with self._cond:
+                            self._failed += entry.rows
+                            self._warn(
+                                "bad_row",
+                                "prediction log: request %s not logged (%d row(s)): %r",
+                                entry.request_id,
+                                entry.rows,
+                                exc,
+                            )
+                        continue
+                    good.add(entry, *part)
+                groups[version] = good
+                if good.rows:
+                    rows.append(good.row(version))
+        count = sum(group.rows for group in groups.values())
         if not rows:
             return
         try:
@@ -417,33 +533,27 @@ class PredictionLogger:
         except (sqlite3.Error, OSError) as exc:
             self._close_connection()
             with self._cond:
-                self._count_failure(
-                    "database", sum(r[3] for r in rows), f"prediction log {str(self.path)!r}: {exc}"
-                )
+                self._count_failure("database", count, f"prediction log {str(self.path)!r}: {exc}")
             return
         with self._cond:
-            self._written += sum(r[3] for r in rows)
+            self._written += count
 
-    def _row(self, entry: _Entry) -> tuple[Any, ...]:
-        """One request as a database row: its columns encoded as JSON."""
+    def _part(self, entry: _Entry) -> tuple[dict[str, list[Any]], list[Any], dict[str, list[Any]]]:
+        """One request's features, predictions and probabilities as checked lists."""
         n = entry.rows
-        columns = _columns(entry.records, n)
+        columns = {
+            k: v if type(v) is list else _as_list(v) for k, v in _columns(entry.records, n).items()
+        }
         predictions = _as_list(entry.predictions)
         if len(predictions) != n:
             raise ValueError(f"{n} rows but {len(predictions)} predictions")
+        if not all(type(p) is str for p in predictions):
+            predictions = [str(p) for p in predictions]
         probabilities = _probability_columns(entry.probabilities, n, entry.classes or self.classes)
         return (
-            entry.ts,
-            entry.request_id,
-            entry.version,
-            n,
-            _dumps(columns),
-            _dumps(
-                predictions
-                if all(type(p) is str for p in predictions)
-                else [str(p) for p in predictions]
-            ),
-            _dumps(probabilities),
+            columns,
+            predictions,
+            {k: v if type(v) is list else _as_list(v) for k, v in probabilities.items()},
         )
 
     def _connect(self) -> sqlite3.Connection:
@@ -526,14 +636,18 @@ def read_log(
     if not path.is_file():
         raise FileNotFoundError(f"prediction log {str(path)!r} does not exist")
     where, args = [], []
-    for clause, value in (("ts >= ?", to_epoch(since)), ("ts < ?", to_epoch(until))):
+    start, end = to_epoch(since), to_epoch(until)
+    for clause, value in (("ts_last >= ?", start), ("ts_first < ?", end)):
         if value is not None:
             where.append(clause)
             args.append(value)
     if model_version is not None:
         where.append("model_version = ?")
         args.append(model_version)
-    sql = "SELECT ts, request_id, model_version, rows, features, predictions, probabilities FROM predictions"
+    sql = (
+        "SELECT model_version, rows, request_ids, timestamps, features, predictions, "
+        "probabilities FROM predictions"
+    )
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id"
@@ -556,6 +670,15 @@ def read_log(
     if builder.rows or not parts:
         parts.append(builder.frame())
     frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    # a flush spans a little time: keep exactly the rows inside the window
+    keep = np.ones(len(frame), dtype=bool)
+    seconds = frame[TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
+    if start is not None:
+        keep &= seconds >= start
+    if end is not None:
+        keep &= seconds < end
+    if not keep.all():
+        frame = frame[keep].reset_index(drop=True)
     # chunks may have seen different keys: features first, then the log's own columns
     meta = [c for c in frame.columns if c.startswith(META_PREFIX)]
     return frame[[c for c in frame.columns if c not in meta] + meta]
@@ -576,37 +699,26 @@ class _FrameBuilder:
         }
         self.rows = 0
 
-    @staticmethod
-    def _extend(
-        target: dict[str, list[Any]], values: dict[str, Any], n: int, before: int, grow: bool
-    ) -> None:
-        for name, column in values.items():
-            if name not in target:
-                if not grow:
-                    continue
-                target[name] = [None] * before
-            target[name].extend(column if len(column) == n else [None] * n)
-        for column in target.values():
-            if len(column) < before + n:
-                column.extend([None] * (before + n - len(column)))
-
     def add(
         self,
-        ts: float,
-        request_id: str,
         version: str,
         n: int,
+        request_ids: str,
+        timestamps: str,
         features: str,
         predictions: str,
         probabilities: str,
     ) -> None:
         before = self.rows
-        self._extend(self.features, _loads(features), n, before, grow=self.fixed is None)
-        self._extend(self.probabilities, _loads(probabilities), n, before, grow=True)
-        labels = _loads(predictions)
-        self.meta[PREDICTION].extend(labels if len(labels) == n else [None] * n)
-        self.meta[TIMESTAMP].extend([ts] * n)
-        self.meta[REQUEST_ID].extend([request_id] * n)
+        _extend(self.features, _loads(features), n, before, grow=self.fixed is None)
+        _extend(self.probabilities, _loads(probabilities), n, before, grow=True)
+        for name, text in (
+            (PREDICTION, predictions),
+            (REQUEST_ID, request_ids),
+            (TIMESTAMP, timestamps),
+        ):
+            values = _loads(text)
+            self.meta[name].extend(values if len(values) == n else [None] * n)
         self.meta[MODEL_VERSION].extend([version] * n)
         self.rows += n
 

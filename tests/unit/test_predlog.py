@@ -256,3 +256,20 @@ def test_record_takes_the_serving_apis_prediction_batch(tmp_path: Path) -> None:
     assert frame[f"{predlog.PROBABILITY_PREFIX}malignant"].tolist() == [0.9, 0.2]
     assert frame[predlog.MODEL_VERSION].unique().tolist() == ["v1.2.0"]
     assert logger.stats().failed == 1 and logger.stats().written == 2
+
+
+def test_the_window_splits_rows_that_were_written_in_the_same_flush(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    with PredictionLogger(path, classes=CLASSES, flush_interval=60) as logger:
+        for k, ts in enumerate([100.0, 200.0, 300.0]):
+            logger.log(*_request(2, offset=10 * k), version="v1", request_id=f"r{k}", timestamp=ts)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT COUNT(*), SUM(rows) FROM predictions").fetchone() == (
+            1,
+            6,
+        )
+    middle = read_log(path, since=150, until=250)
+    assert middle[predlog.REQUEST_ID].tolist() == ["r1", "r1"]
+    assert middle["x"].tolist() == [10.0, 11.0]
+    assert read_log(path, since=300)[predlog.REQUEST_ID].tolist() == ["r2", "r2"]
+    assert len(read_log(path, until=100)) == 0
