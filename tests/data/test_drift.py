@@ -346,3 +346,47 @@ def test_check_names_a_missing_feature_column(
     )
     assert result.returncode == 2
     assert "missing feature column(s) ['mean_radius']" in result.stderr
+
+
+@pytest.mark.slow
+def test_reference_stage_prod_rebuilds_the_production_commits_training_data(
+    fresh_project: Path, breast_cancer: pd.DataFrame, tmp_path: Path
+) -> None:
+    project = fresh_project
+    run(["dvc", "repro"], project)  # restored from the shared cache when warm
+    prod = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    run(["gto", "register", "model"], project)
+    run(["gto", "assign", "model", "--stage", "prod"], project)
+    (project / "NOTES.md").write_text("a later commit, not deployed\n")
+    run(["git", "add", "NOTES.md"], project)
+    run(["git", "commit", "-qm", "later"], project)
+    (project / "data/split/train.parquet").unlink()  # the workspace has no reference now
+    batch = tmp_path / "batch.csv"
+    breast_cancer.to_csv(batch, index=False)
+
+    def check(*extra: str) -> Any:
+        return run(
+            [
+                "python",
+                "-m",
+                "mlops_template",
+                "monitor",
+                "check",
+                "-c",
+                str(batch),
+                "--out",
+                str(tmp_path / "r"),
+                *extra,
+            ],
+            project,
+            check=False,
+        )
+
+    assert check().returncode == 2  # the checked-out commit's training data is missing
+    result = check("--reference-stage", "prod")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r" / "drift.json").read_text())
+    assert report["reference"]["commit"] == prod
+    assert report["reference"]["label"].startswith("prod (model v")
+    assert report["rows"]["reference"] == round(len(breast_cancer) * 0.75)
+    assert not (project / "data/split/train.parquet").exists()  # the worktree was temporary

@@ -201,18 +201,18 @@ class Reference:
 
 
 def stage_commit(stage: str, name: str, root: Path = Path()) -> tuple[str, str] | None:
-    """(commit, version) of the artifact GTO assigned to `stage`, or None."""
-    from gto.api import find_versions_in_stage
+    """(commit, version) of the artifact assigned to `stage` in the GTO registry (the
+    registry module's reading of the tags: the same the deploy workflow acts on), or None."""
+    from mlops_template.registry import RegistryError, load_state
 
     try:
-        found = find_versions_in_stage(str(root), name, stage)
-    except Exception as exc:  # no registry, not a git repo, bad tags
-        logger.warning("GTO could not read the registry: %s", exc)
+        state = load_state(root, name)
+    except (RegistryError, OSError) as exc:  # not a git repository, git missing
+        logger.warning("the model registry could not be read: %s", exc)
         return None
-    versions = found if isinstance(found, list) else [found] if found else []
-    if not versions:
-        return None
-    return versions[0].commit_hexsha, versions[0].version
+    version = state.current(stage)
+    info = state.version(version) if version else None
+    return (info.commit, version) if info else None
 
 
 @contextlib.contextmanager
