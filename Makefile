@@ -19,8 +19,11 @@ PYTEST_ARGS ?=
 export DVC_NO_ANALYTICS := 1
 export ITERATIVE_DO_NOT_TRACK := 1
 export DVC_SITE_CACHE_DIR ?= $(CURDIR)/.dvc/tmp/site-cache
-# Installs precompile bytecode so a process start does not recompile every import.
-export UV_COMPILE_BYTECODE := 1
+# Every DVC stage is a new Python process: let Python cache the bytecode it compiles
+# (some environments set PYTHONDONTWRITEBYTECODE, which makes every start recompile
+# sklearn & co., ~2 s per process). Lazily cached, only what is imported gets compiled;
+# precompiling all 10k files of the environment at install costs ~40 s per CI job.
+unexport PYTHONDONTWRITEBYTECODE
 export UV_LINK_MODE ?= copy
 
 .PHONY: help
