@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -273,3 +274,113 @@ def test_the_window_splits_rows_that_were_written_in_the_same_flush(tmp_path: Pa
     assert middle["x"].tolist() == [10.0, 11.0]
     assert read_log(path, since=300)[predlog.REQUEST_ID].tolist() == ["r2", "r2"]
     assert len(read_log(path, until=100)) == 0
+
+
+# --- with the real serving API (uvicorn, the model of a built project) ------------------
+
+SERVER = """
+import sys, uvicorn
+from mlops_template import paths, predlog
+from mlops_template.files import read_json
+from mlops_template.serve import create_app, settings_from_env
+
+port, log_path = int(sys.argv[1]), sys.argv[2]
+settings = settings_from_env()
+schema = read_json(settings.root / paths.SCHEMA)
+log = predlog.PredictionLogger(log_path, classes=schema["classes"])
+uvicorn.run(create_app(settings, schema, prediction_log=log), host="127.0.0.1", port=port)
+"""
+
+
+def _serve_with_log(project: Path, log_path: str, out: Path) -> Any:
+    import subprocess
+    import sys
+
+    import httpx
+    from tests.helpers import tool_env
+    from tests.serving.conftest import Server, free_port, stop_server
+
+    port = free_port()
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(port), log_path],
+            cwd=project,
+            env=tool_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, server.output()
+        try:
+            if httpx.get(f"{server.url}/health", timeout=5).status_code == 200:
+                return server, stop_server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    stop_server(server)
+    raise AssertionError(server.output())
+
+
+def _requests(built_project: Path) -> list[tuple[str, list[dict]]]:
+    from tests.serving.conftest import records
+
+    schema = json.loads((built_project / "data/schema.json").read_text())
+    rows = records(pd.read_parquet(built_project / "data/split/test.parquet"), schema)
+    return [(f"req-{k}", rows[k % 100 : k % 100 + 1 + k % 3]) for k in range(160)]
+
+
+@pytest.mark.slow
+def test_every_request_to_the_api_is_logged_exactly_once(
+    built_project: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    log = tmp_path / "predictions.sqlite"
+    server, stop = _serve_with_log(built_project, str(log), tmp_path / "server.log")
+    work = _requests(built_project)
+    statuses: list[int] = []
+    try:
+
+        def client(part: list[tuple[str, list[dict]]]) -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                for request_id, body in part:
+                    r = http.post("/predict", json=body, headers={"x-request-id": request_id})
+                    statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=client, args=(work[i::8],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop(server)  # SIGTERM: the app closes the log, which flushes it
+    assert statuses == [200] * len(work)
+    expected = {(request_id, row) for request_id, body in work for row in range(len(body))}
+    logged = _rows(log)
+    assert len(logged) == len(expected) and set(logged) == expected
+    frame = read_log(log)
+    assert frame[predlog.MODEL_VERSION].unique().tolist() == ["dev"]
+    assert frame[predlog.PREDICTION].isin(["benign", "malignant"]).all()
+
+
+@pytest.mark.slow
+def test_a_read_only_log_path_does_not_fail_requests(built_project: Path, tmp_path: Path) -> None:
+    import httpx
+
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc (a read-only file system even for root)")
+    server, stop = _serve_with_log(
+        built_project, "/proc/predictions.sqlite", tmp_path / "server.log"
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            answers = [
+                http.post("/predict", json=body).status_code
+                for _, body in _requests(built_project)[:40]
+            ]
+        time.sleep(0.5)  # a flush attempt (and its warning) happens meanwhile
+    finally:
+        stop(server)
+    assert answers == [200] * 40
+    assert "not logged" in server.output()
