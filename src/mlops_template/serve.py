@@ -923,6 +923,13 @@ def app_from_env() -> App:
 
     if not logging.getLogger(log.LOGGER_NAME).handlers:
         log.configure()
+    from mlops_template import predlog
+
     settings = settings_from_env()
     schema = _read_json(settings.root / paths.SCHEMA, "data schema")
-    return create_app(settings, schema)
+    # Every prediction goes to the SQLite log the drift monitor reads (PREDICTION_LOG,
+    # default logs/predictions.sqlite under the project; "off" disables it).
+    environ = dict(os.environ)
+    environ.setdefault(predlog.ENV_VAR, str(settings.root / paths.PREDICTION_LOG))
+    prediction_log = predlog.from_env(environ, classes=schema["classes"])
+    return create_app(settings, schema, prediction_log=prediction_log)

@@ -278,20 +278,6 @@ def test_the_window_splits_rows_that_were_written_in_the_same_flush(tmp_path: Pa
 
 # --- with the real serving API (uvicorn, the model of a built project) ------------------
 
-SERVER = """
-import sys, uvicorn
-from mlops_template import paths, predlog
-from mlops_template.files import read_json
-from mlops_template.serve import create_app, settings_from_env
-
-port, log_path = int(sys.argv[1]), sys.argv[2]
-settings = settings_from_env()
-schema = read_json(settings.root / paths.SCHEMA)
-log = predlog.PredictionLogger(log_path, classes=schema["classes"])
-uvicorn.run(create_app(settings, schema, prediction_log=log), host="127.0.0.1", port=port)
-"""
-
-
 def _serve_with_log(project: Path, log_path: str, out: Path) -> Any:
     import subprocess
     import sys
@@ -302,10 +288,11 @@ def _serve_with_log(project: Path, log_path: str, out: Path) -> Any:
 
     port = free_port()
     with out.open("wb") as sink:
+        # the real command: `serve` builds the log from PREDICTION_LOG (app_from_env)
         process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(port), log_path],
+            [sys.executable, "-m", "mlops_template", "serve", "--port", str(port)],
             cwd=project,
-            env=tool_env(),
+            env=tool_env(PREDICTION_LOG=log_path),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
