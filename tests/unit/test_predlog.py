@@ -278,6 +278,7 @@ def test_the_window_splits_rows_that_were_written_in_the_same_flush(tmp_path: Pa
 
 # --- with the real serving API (uvicorn, the model of a built project) ------------------
 
+
 def _serve_with_log(project: Path, log_path: str, out: Path) -> Any:
     import subprocess
     import sys

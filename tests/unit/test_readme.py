@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tests.helpers import TEMPLATE_ROOT
 
 README = (TEMPLATE_ROOT / "README.md").read_text()
@@ -39,14 +38,26 @@ def _readme_cli_commands() -> set[tuple[str, ...]]:
 
 
 def test_the_readme_shows_make_targets_and_cli_commands() -> None:
-    assert {"run", "test", "report", "serve", "rollback", "init", "doctor"} <= _readme_make_targets()
+    assert {
+        "run",
+        "test",
+        "report",
+        "serve",
+        "rollback",
+        "init",
+        "doctor",
+    } <= _readme_make_targets()
     assert ("ingest",) in _readme_cli_commands()
 
 
 @pytest.mark.parametrize("target", sorted(_readme_make_targets()))
 def test_every_make_target_in_the_readme_exists_and_is_documented(target: str) -> None:
-    assert target in _make_targets(), f"README shows `make {target}`, the Makefile has no such target"
-    assert re.search(rf"^{re.escape(target)}:.*## ", MAKEFILE, flags=re.M), f"`make {target}` has no ## help line"
+    assert target in _make_targets(), (
+        f"README shows `make {target}`, the Makefile has no such target"
+    )
+    assert re.search(rf"^{re.escape(target)}:.*## ", MAKEFILE, flags=re.M), (
+        f"`make {target}` has no ## help line"
+    )
 
 
 @pytest.mark.parametrize("words", sorted(_readme_cli_commands()), ids=" ".join)
@@ -54,8 +65,12 @@ def test_every_cli_command_in_the_readme_exists(words: tuple[str, ...]) -> None:
     # Words after the command may be arguments: the longest prefix that is a command must
     # answer --help, and a one-word command must be one.
     for end in range(len(words), 0, -1):
-        done = subprocess.run([sys.executable, "-m", PACKAGE, *words[:end], "--help"],
-                              capture_output=True, text=True, cwd=TEMPLATE_ROOT)
+        done = subprocess.run(
+            [sys.executable, "-m", PACKAGE, *words[:end], "--help"],
+            capture_output=True,
+            text=True,
+            cwd=TEMPLATE_ROOT,
+        )
         if done.returncode == 0:
             assert "Usage:" in done.stdout
             return
@@ -69,4 +84,6 @@ def test_the_two_setup_commands_are_what_ci_runs() -> None:
     assert commands == ["make run", "make test"]
     ci = (TEMPLATE_ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test\b", ci, flags=re.M), ".ci/run must run the README's `make test`"
-    assert re.search(r"^run: .*\binstall\b.*\brepro\b", MAKEFILE, flags=re.M), "`make run` installs then reproduces"
+    assert re.search(r"^run: .*\binstall\b.*\brepro\b", MAKEFILE, flags=re.M), (
+        "`make run` installs then reproduces"
+    )
