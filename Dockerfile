@@ -50,8 +50,8 @@ COPY data/schema.json data/
 COPY models/model.onnx models/train_info.json models/
 COPY eval/metrics.json eval/
 # Refuse to build an image whose model does not match its training record (sha256).
-RUN python -m mlops_template serve --check \
-    && mkdir -p /var/lib/predictions && chown 10001:10001 /var/lib/predictions
+RUN python -m mlops_template serve --check
+RUN mkdir -p /var/lib/predictions && chown 10001:10001 /var/lib/predictions
 # The prediction log the drift monitor reads (mount a volume here to keep it);
 # PREDICTION_LOG=off disables it.
 ENV PREDICTION_LOG=/var/lib/predictions/predictions.sqlite
