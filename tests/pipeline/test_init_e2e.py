@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from tests.helpers import copy_template, link_venv, run, tracked_files, uv_binary
 
 pytestmark = pytest.mark.slow
@@ -21,11 +20,15 @@ def _mentions(root: Path, pattern: re.Pattern[str]) -> list[str]:
             text = (root / rel).read_text()
         except UnicodeDecodeError:
             continue
-        hits += [f"{rel}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+        hits += [
+            f"{rel}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)
+        ]
     return hits
 
 
-def test_init_renames_everything_and_the_project_still_works(tmp_path: Path, dvc_cache: Path) -> None:
+def test_init_renames_everything_and_the_project_still_works(
+    tmp_path: Path, dvc_cache: Path
+) -> None:
     project = copy_template(tmp_path / "fork", dvc_cache=dvc_cache)
     assert (project / "examples").exists()
 
@@ -46,8 +49,22 @@ def test_init_renames_everything_and_the_project_still_works(tmp_path: Path, dvc
     # the renamed pipeline runs end to end, and a fast subset of its own tests passes
     run(["dvc", "repro"], project, **env)
     assert (project / "eval/metrics.json").exists()
-    out = run(["python", "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-               "tests/unit/test_template.py", "tests/unit/test_config.py"], project, **env)
+    out = run(
+        [
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_template.py",
+            "tests/unit/test_config.py",
+        ],
+        project,
+        **env,
+    )
     assert re.search(r"\d+ passed", out.stdout)
 
     # idempotent: a second init changes nothing

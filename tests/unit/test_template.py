@@ -65,7 +65,9 @@ def test_plan_keeps_examples_on_request_and_is_idempotent() -> None:
     kept = t.plan_rename(files, "acme_old", "acme_new", keep_examples=True)
     assert kept.removals == []
     assert kept.edits == {"examples/churn/README.md": "use acme_new\n"}
-    again = t.plan_rename([("src/acme_new/cli.py", "import acme_new")], "acme_new", "acme_new", True)
+    again = t.plan_rename(
+        [("src/acme_new/cli.py", "import acme_new")], "acme_new", "acme_new", True
+    )
     assert again.empty
 
 

@@ -4,6 +4,9 @@ message and an exit code instead of a traceback."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +44,15 @@ def user_errors() -> Iterator[None]:
 def params(path: Path = paths.PARAMS) -> Params:
     with user_errors():
         return load_params(path)
+
+
+def pipeline_is_fresh(root: Path) -> bool:
+    """`dvc status` is clean: the workspace's outputs are those of its code, data, params."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--quiet"],
+        cwd=root,
+        env=dict(os.environ, DVC_NO_ANALYTICS="1"),
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0

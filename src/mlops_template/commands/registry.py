@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,7 +22,7 @@ from typing import Any
 import typer
 
 from mlops_template import paths
-from mlops_template.commands.common import EXIT_USER_ERROR, params, user_errors
+from mlops_template.commands.common import EXIT_USER_ERROR, params, pipeline_is_fresh, user_errors
 from mlops_template.files import read_json, write_json, write_text
 from mlops_template.log import get_logger
 
@@ -71,18 +69,6 @@ def github_output(**values: Any) -> None:
                 else str(value)
             )
             out.write(f"{key.replace('_', '-')}={text.replace(chr(10), ' ')}\n")
-
-
-def pipeline_is_fresh(root: Path) -> bool:
-    """`dvc status` is clean: the workspace's outputs are those of its code, data, params."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--quiet"],
-        cwd=root,
-        env=dict(os.environ, DVC_NO_ANALYTICS="1"),
-        capture_output=True,
-        text=True,
-    )
-    return result.returncode == 0
 
 
 def _require_fresh(root: Path, check: bool) -> None:

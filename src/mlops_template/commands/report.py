@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import typer
 import yaml
 
 from mlops_template import paths
-from mlops_template.commands.common import EXIT_USER_ERROR, params, user_errors
+from mlops_template.commands.common import EXIT_USER_ERROR, params, pipeline_is_fresh, user_errors
 from mlops_template.files import read_json, write_json, write_text
 from mlops_template.log import get_logger
 
@@ -33,18 +32,6 @@ CANDIDATE_FILES = (
     paths.TEST_DATA,
     paths.PARAMS,
 )
-
-
-def _pipeline_is_fresh(root: Path) -> bool:
-    """`dvc status` is clean: the PR's outputs match its code, data and params."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--quiet"],
-        cwd=root,
-        env=dict(os.environ, DVC_NO_ANALYTICS="1"),
-        capture_output=True,
-        text=True,
-    )
-    return result.returncode == 0
 
 
 def _git_head(root: Path) -> str | None:
@@ -108,7 +95,7 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
         logger.error("%s", exc)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
-    if check_fresh and not _pipeline_is_fresh(root):
+    if check_fresh and not pipeline_is_fresh(root):
         logger.error(
             "the PR's pipeline outputs are stale (`dvc status` is not clean): run "
             "`make repro` first, or `make report` which does both"

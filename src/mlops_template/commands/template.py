@@ -12,7 +12,9 @@ logger = get_logger("template")
 
 
 def init(
-    name: str = typer.Argument(..., help="New package name, a Python identifier such as churn_model."),
+    name: str = typer.Argument(
+        ..., help="New package name, a Python identifier such as churn_model."
+    ),
     keep_examples: bool = typer.Option(False, "--keep-examples", help="Keep the examples/ folder."),
     root: Path = typer.Option(Path(), "--root", help="Project root (a git checkout)."),
 ) -> None:
@@ -31,8 +33,14 @@ def init(
         logger.info("already initialised as %s: nothing to change", new)
         return
     t.apply_plan(root, plan)
-    logger.info("renamed %s -> %s: %d files moved, %d edited, %d example files removed",
-                old, new, len(plan.moves), len(plan.edits), len(plan.removals))
+    logger.info(
+        "renamed %s -> %s: %d files moved, %d edited, %d example files removed",
+        old,
+        new,
+        len(plan.moves),
+        len(plan.edits),
+        len(plan.removals),
+    )
     logger.info("next: `make run` (the environment is rebuilt for the new name) and commit")
 
 
