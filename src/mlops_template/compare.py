@@ -18,7 +18,8 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ import pandas as pd
 from mlops_template.config import CompareParams, GateParams, flatten
 from mlops_template.evaluate import HIGHER_IS_BETTER, compute_metrics, confusion
 from mlops_template.features import categorical_features, feature_names, target_labels
+
+if TYPE_CHECKING:
+    from mlops_template.worktree import BaseArtifacts
 
 Verdict = Literal["better", "worse", "no significant change", "undetermined", "no base"]
 ALL_METRICS = tuple(HIGHER_IS_BETTER)
@@ -49,6 +53,36 @@ class ModelArtifacts:
     params: dict[str, Any] = field(default_factory=dict)  # params.yaml as written
     validation: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None  # the side's own evaluation (its own test set)
+
+
+def workspace_side(root: Path = Path()) -> ModelArtifacts:
+    """The model the working tree's pipeline built: the PR's side, or the new version."""
+    import yaml
+
+    from mlops_template import paths
+    from mlops_template.files import read_json
+
+    def optional(path: Path) -> dict[str, Any] | None:
+        return read_json(path) if path.is_file() else None
+
+    return ModelArtifacts(
+        onnx=(root / paths.MODEL_ONNX).read_bytes(),
+        schema=read_json(root / paths.SCHEMA),
+        params=yaml.safe_load((root / paths.PARAMS).read_text()) or {},
+        validation=optional(root / paths.VALIDATION_REPORT_JSON),
+        metrics=optional(root / paths.METRICS),
+    )
+
+
+def base_side(base: BaseArtifacts) -> ModelArtifacts:
+    """The rebuilt base (worktree.obtain_base) as one side of a comparison."""
+    return ModelArtifacts(
+        onnx=base.onnx or b"",
+        schema=base.schema or {},
+        params=base.params or {},
+        validation=base.validation,
+        metrics=base.metrics,
+    )
 
 
 @dataclass(frozen=True)

@@ -173,19 +173,10 @@ def register_command(
 def _candidate() -> tuple[Any, Any]:
     """The workspace's model (ModelArtifacts) and its test rows."""
     import pandas as pd
-    import yaml
 
-    from mlops_template.compare import ModelArtifacts
+    from mlops_template.compare import workspace_side
 
-    candidate = ModelArtifacts(
-        onnx=paths.MODEL_ONNX.read_bytes(),
-        schema=read_json(paths.SCHEMA),
-        params=yaml.safe_load(paths.PARAMS.read_text()) or {},
-        validation=read_json(paths.VALIDATION_REPORT_JSON)
-        if paths.VALIDATION_REPORT_JSON.is_file()
-        else None,
-        metrics=read_json(paths.METRICS) if paths.METRICS.is_file() else None,
-    )
+    candidate = workspace_side()
     return candidate, pd.read_parquet(paths.TEST_DATA)
 
 
@@ -247,7 +238,7 @@ def _promote(
 ) -> tuple[dict[str, Any], list[str]]:
     """The gated promotion; returns (decision.json payload, tags created)."""
     from mlops_template import registry as r
-    from mlops_template.compare import ModelArtifacts, compare, decide_gate
+    from mlops_template.compare import base_side, compare, decide_gate
     from mlops_template.worktree import BaseRefError, obtain_base
 
     p = params()
@@ -294,13 +285,7 @@ def _promote(
                 previous, previous_info.commit[:8], base.seconds,
                 len(base.stages_restored), len(base.stages_run),
             )  # fmt: skip
-            base_model = ModelArtifacts(
-                onnx=base.onnx or b"",
-                schema=base.schema or {},
-                params=base.params or {},
-                validation=base.validation,
-                metrics=base.metrics,
-            )
+            base_model = base_side(base)
         else:
             logger.warning("prod %s could not be reproduced: %s", previous, base_reason)
     comparison = compare(

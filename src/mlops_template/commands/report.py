@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import typer
-import yaml
 
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params, pipeline_is_fresh, user_errors
-from mlops_template.files import read_json, write_json, write_text
+from mlops_template.files import write_json, write_text
 from mlops_template.log import get_logger
 
 logger = get_logger("report")
@@ -78,7 +77,13 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
 
     import pandas as pd
 
-    from mlops_template.compare import ModelArtifacts, compare, comparison_summary, decide_gate
+    from mlops_template.compare import (
+        base_side,
+        compare,
+        comparison_summary,
+        decide_gate,
+        workspace_side,
+    )
     from mlops_template.report import ReportContext, figures, render_report, run_url
     from mlops_template.worktree import BaseRefError, obtain_base, resolve_commit
 
@@ -106,15 +111,7 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending_base = pool.submit(obtain_base, base_ref, root)
         with user_errors():
-            candidate = ModelArtifacts(
-                onnx=paths.MODEL_ONNX.read_bytes(),
-                schema=read_json(paths.SCHEMA),
-                params=yaml.safe_load(paths.PARAMS.read_text()) or {},
-                validation=read_json(paths.VALIDATION_REPORT_JSON)
-                if paths.VALIDATION_REPORT_JSON.is_file()
-                else None,
-                metrics=read_json(paths.METRICS) if paths.METRICS.is_file() else None,
-            )
+            candidate = workspace_side()
             test = pd.read_parquet(paths.TEST_DATA)
         import matplotlib.figure  # noqa: F401 - warm the import while the base builds
         import onnxruntime  # noqa: F401
@@ -129,13 +126,7 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
             len(base.stages_restored),
             len(base.stages_run),
         )
-        base_model = ModelArtifacts(
-            onnx=base.onnx or b"",
-            schema=base.schema or {},
-            params=base.params or {},
-            validation=base.validation,
-            metrics=base.metrics,
-        )
+        base_model = base_side(base)
     else:
         logger.warning("no base model: %s", base.reason)
         base_model = None
