@@ -478,25 +478,13 @@ class PredictionLogger:
 
     def _write(self, batch: list[_Entry]) -> None:
         groups: dict[str, _Columns] = {}
-        bad = 0
         for entry in batch:
             try:
                 part = self._part(entry)
             except Exception as exc:
-                bad += entry.rows
-                with self._cond:
-                    self._warn(
-                        "bad_row",
-                        "prediction log: request %s not logged (%d row(s)): %r",
-                        entry.request_id,
-                        entry.rows,
-                        exc,
-                    )
+                self._drop(entry, exc)
                 continue
             groups.setdefault(entry.version, _Columns()).add(entry, *part)
-        if bad:
-            with self._cond:
-                self._failed += bad
         if not groups:
             return
         rows = []
@@ -509,15 +497,7 @@ class PredictionLogger:
                     try:
                         _dumps(part)
                     except (TypeError, ValueError) as exc:
-                        with self._cond:
-                            self._failed += entry.rows
-                            self._warn(
-                                "bad_row",
-                                "prediction log: request %s not logged (%d row(s)): %r",
-                                entry.request_id,
-                                entry.rows,
-                                exc,
-                            )
+                        self._drop(entry, exc)
                         continue
                     good.add(entry, *part)
                 groups[version] = good
@@ -586,6 +566,18 @@ class PredictionLogger:
     def _count_failure(self, kind: str, rows: int, message: str) -> None:
         self._failed += rows
         self._warn(kind, "%s: %d row(s) not logged, %d so far", message, rows, self._failed)
+
+    def _drop(self, entry: _Entry, exc: Exception) -> None:
+        """A request that cannot be stored: counted as failed rows, warned about, skipped."""
+        with self._cond:
+            self._failed += entry.rows
+            self._warn(
+                "bad_row",
+                "prediction log: request %s not logged (%d row(s)): %r",
+                entry.request_id,
+                entry.rows,
+                exc,
+            )
 
     def _warn(self, kind: str, message: str, *args: Any) -> None:
         """Log a warning at most once per `warn_interval` per kind (caller holds the lock)."""
