@@ -86,52 +86,83 @@ def percentile_us(values: list[float], q: float) -> float:
     return float(np.percentile(values, q) * 1e6)
 
 
+def served_requests(
+    frame: pd.DataFrame, labels: np.ndarray, proba: np.ndarray, classes: list[str], rows_each: int
+) -> list[Any]:
+    """`frame` cut into requests as the serving API hands them to the log: the request
+    body as a client sends it (records) and the response body it gets."""
+    import orjson
+
+    from mlops_template.serve import PredictionBatch
+
+    records = frame.to_dict("records")
+    requests = []
+    for start in range(0, len(frame), rows_each):
+        part = slice(start, start + rows_each)
+        predictions = labels[part].tolist()
+        response = orjson.dumps(
+            {"model_version": "bench", "request_id": f"r{start}", "classes": classes,
+             "predictions": predictions, "probabilities": proba[part],
+             "unknown_categories": []},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )  # fmt: skip
+        body = orjson.dumps(records[part])
+        requests.append(
+            PredictionBatch(f"r{start}", 0.0, "bench", {}, tuple(classes), predictions,
+                            proba[part], body, response)
+        )  # fmt: skip
+    return requests
+
+
 def bench_writes(
     path: Path, frame: pd.DataFrame, labels: np.ndarray, proba: np.ndarray, classes: list[str]
 ) -> dict[str, float]:
+    """What the serving API's hook (`record`) costs its caller, and the rows/s the writer
+    thread sustains to SQLite: 1000-row requests (all of `frame`), then 1-row requests;
+    and the general `log()` (columns, encoded on the writer thread) for 1000-row ones."""
     from mlops_template.predlog import PredictionLogger
 
-    columns = {name: frame[name].to_numpy() for name in frame.columns}
     rows = len(frame)
     out: dict[str, float] = {}
-    # Large requests: everything queued (a queue big enough to hold it all), then drained.
-    logger = PredictionLogger(path, classes=classes, max_queue_rows=rows + 1)
-    calls = []
+    for name, target, rows_each, count in (
+        ("batch", path, REQUEST_ROWS, rows),
+        ("single", path.with_name("single.sqlite"), 1, SINGLE_REQUESTS),
+    ):
+        requests = served_requests(frame.head(count), labels, proba, classes, rows_each)
+        # a queue big enough to hold everything: the calls are timed, then the drain
+        logger = PredictionLogger(target, classes=classes, max_queue_rows=count + 1)
+        calls = []
+        started = time.perf_counter()
+        for batch in requests:
+            batch = batch._replace(timestamp=time.time())
+            t = time.perf_counter()
+            logger.record(batch)
+            calls.append(time.perf_counter() - t)
+        logger.close(timeout=None)
+        seconds = time.perf_counter() - started
+        stats = logger.stats()
+        assert stats.written == count and stats.dropped == stats.failed == 0, stats
+        out |= {
+            f"{name}_rows_per_s": count / seconds,
+            f"{name}_record_call_p50_us": percentile_us(calls, 50),
+            f"{name}_record_call_p99_us": percentile_us(calls, 99),
+        }
+        if name == "batch":
+            out["db_mb_per_1e6_rows"] = target.stat().st_size / 1e6 * 1e6 / count
+    # log(): columns from any caller, encoded on the writer thread
+    columns = {name: frame[name].to_numpy() for name in frame.columns}
+    count = min(rows, 200_000)
+    logger = PredictionLogger(
+        path.with_name("log.sqlite"), classes=classes, max_queue_rows=count + 1
+    )
     started = time.perf_counter()
-    for start in range(0, rows, REQUEST_ROWS):
+    for start in range(0, count, REQUEST_ROWS):
         part = slice(start, start + REQUEST_ROWS)
-        batch = {name: values[part] for name, values in columns.items()}
-        t = time.perf_counter()
-        logger.log(batch, labels[part], proba[part], "bench", f"r{start}")
-        calls.append(time.perf_counter() - t)
+        batch_columns = {name: values[part] for name, values in columns.items()}
+        logger.log(batch_columns, labels[part], proba[part], "bench", f"c{start}")
     logger.close(timeout=None)
-    seconds = time.perf_counter() - started
-    stats = logger.stats()
-    assert stats.written == rows and stats.dropped == stats.failed == 0, stats
-    out |= {
-        "batch_rows_per_s": rows / seconds,
-        "batch_log_call_p50_us": percentile_us(calls, 50),
-        "batch_log_call_p99_us": percentile_us(calls, 99),
-        "db_mb_per_1e6_rows": path.stat().st_size / 1e6 * 1e6 / rows,
-    }
-    # One-row requests (the common API call) into a second database.
-    single = path.with_name("single.sqlite")
-    logger = PredictionLogger(single, classes=classes, max_queue_rows=SINGLE_REQUESTS + 1)
-    records = frame.head(SINGLE_REQUESTS).to_dict("records")
-    calls = []
-    started = time.perf_counter()
-    for i, record in enumerate(records):
-        t = time.perf_counter()
-        logger.log([record], labels[i : i + 1], proba[i : i + 1], "bench", f"s{i}")
-        calls.append(time.perf_counter() - t)
-    logger.close(timeout=None)
-    seconds = time.perf_counter() - started
-    assert logger.stats().written == len(records)
-    out |= {
-        "single_rows_per_s": len(records) / seconds,
-        "single_log_call_p50_us": percentile_us(calls, 50),
-        "single_log_call_p99_us": percentile_us(calls, 99),
-    }
+    assert logger.stats().written == count, logger.stats()
+    out["log_columns_rows_per_s"] = count / (time.perf_counter() - started)
     return out
 
 
@@ -252,12 +283,15 @@ def paced_latencies_ms(port: int, raws: list[bytes], rate: float, seconds: float
 def bench_serving(
     schema: dict[str, Any], rounds: int, duration: float, tmp: Path
 ) -> dict[str, Any]:
-    """Requests/s and the server's CPU time per request, log off vs on, alternating.
+    """Requests/s and the server's CPU time per request, log off vs on, paired by round.
 
-    Requests/s on a shared 2-core machine swing with whatever else runs; the server's own
+    Requests/s on a shared 2-core machine (the load generator runs on it too) swing by
+    +-10 % from one run to the next with the log off on both sides, so each round runs
+    both modes back to back, in alternating order (off-on, on-off, ...), and the figure is
+    the median over rounds of each round's on/off ratio, with its range. The server's own
     CPU time per request (all its threads: the log writer included, read from /proc, the
-    work done half a second after the phase included) does not, and on an otherwise idle
-    machine it is what bounds a one-worker server's throughput."""
+    work done half a second after the phase included) is steadier, and bounds a
+    one-worker server's throughput on a busy machine."""
     features = [f["name"] for f in schema["features"]]
     test = pd.read_parquet(ROOT / "data/split/test.parquet")
     rows = json.loads(test[features].to_json(orient="records"))
@@ -277,7 +311,8 @@ def bench_serving(
     results: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     served_rows = logged_rows = 0
     for round_no in range(rounds):
-        for mode in ("off", "on"):
+        order = ("off", "on") if round_no % 2 == 0 else ("on", "off")
+        for mode in order:
             log_path = tmp / f"serve-{round_no}.sqlite"
             port = free_port()
             print(f"serving round {round_no + 1}/{rounds}: log {mode} ...", flush=True)
@@ -290,6 +325,9 @@ def bench_serving(
             )  # fmt: skip
             figures: dict[str, float] = {}
             try:
+                warm_up, _ = load_phase(port, single, 8, 1.0)  # not in the figures
+                if mode == "on":
+                    served_rows += warm_up  # but logged
                 for name, raws, rate in (
                     ("1_row_at_200_rps", single, 200),
                     ("1000_rows_at_10_rps", big, 10),
@@ -315,25 +353,49 @@ def bench_serving(
                 import sqlite3
 
                 with sqlite3.connect(log_path) as db:
-                    logged_rows += db.execute("SELECT SUM(rows) FROM predictions").fetchone()[0]
+                    logged_rows += db.execute(
+                        "SELECT SUM(rows) FROM prediction_batches"
+                    ).fetchone()[0]
     medians = {
         mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for mode, runs in results.items()
     }
-    ratio = {k: medians["on"][k] / medians["off"][k] for k in medians["off"]}
+    paired = {
+        k: sorted(on[k] / off[k] for on, off in zip(results["on"], results["off"], strict=True))
+        for k in results["off"][0]
+    }
     return {
         "median": medians,
-        "on_over_off": ratio,
+        "on_over_off": {k: statistics.median(v) for k, v in paired.items()},
+        "on_over_off_range": {k: (v[0], v[-1]) for k, v in paired.items()},
         "rounds": results,
         "served_rows_with_log_on": served_rows,
         "logged_rows": logged_rows,
     }
 
 
+def print_serving(s: dict[str, Any]) -> None:
+    rounds = len(s["rounds"]["off"])
+    print(f"\n## Serving with the prediction log on vs off ({rounds} paired rounds)")
+    print("| figure | off (median) | on (median) | on/off: median of rounds | range |")
+    print("|---|---:|---:|---:|---:|")
+    for key in s["median"]["off"]:
+        digits = 0 if key.startswith("rps") else 2
+        low, high = s["on_over_off_range"][key]
+        print(
+            f"| {key} | {s['median']['off'][key]:,.{digits}f} | {s['median']['on'][key]:,.{digits}f}"
+            f" | {s['on_over_off'][key]:.1%} | {low:.0%}–{high:.0%} |"
+        )
+    print(
+        f"rows served with the log on: {s['served_rows_with_log_on']:,}; "
+        f"rows in their logs: {s['logged_rows']:,}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--skip-serving", action="store_true")
     parser.add_argument("--serving-only", action="store_true")
@@ -348,9 +410,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp_name:
         tmp = Path(tmp_name)
         if args.serving_only:
-            serving = bench_serving(schema, args.rounds, args.duration, tmp)
-            print(json.dumps({k: serving[k] for k in ("median", "on_over_off")}, indent=1))
-            print(serving["served_rows_with_log_on"], serving["logged_rows"])
+            results["serving"] = bench_serving(schema, args.rounds, args.duration, tmp)
+            print_serving(results["serving"])
             return
         print(f"generating {args.rows:,} rows and their predictions ...", flush=True)
         frame, labels, proba = current_rows(args.rows, schema)
@@ -367,14 +428,14 @@ def main() -> None:
 
     w, c = results["writes"], results["check"]
     print("\n## Prediction log writes")
-    print("| requests | rows/s to SQLite | log() call p50 | p99 |\n|---|---:|---:|---:|")
-    print(
-        f"| {REQUEST_ROWS}-row | {w['batch_rows_per_s']:,.0f} | {w['batch_log_call_p50_us']:.1f} µs | {w['batch_log_call_p99_us']:.1f} µs |"
-    )
-    print(
-        f"| 1-row | {w['single_rows_per_s']:,.0f} | {w['single_log_call_p50_us']:.1f} µs | {w['single_log_call_p99_us']:.1f} µs |"
-    )
-    print(f"database size: {w['db_mb_per_1e6_rows']:.0f} MB per 1e6 rows")
+    print("| requests | rows/s to SQLite | record() call p50 | p99 |\n|---|---:|---:|---:|")
+    for name, label in (("batch", f"{REQUEST_ROWS}-row"), ("single", "1-row")):
+        print(
+            f"| {label} | {w[f'{name}_rows_per_s']:,.0f} | {w[f'{name}_record_call_p50_us']:.1f} µs "
+            f"| {w[f'{name}_record_call_p99_us']:.1f} µs |"
+        )
+    print(f"`log()` (columns, encoded on the writer): {w['log_columns_rows_per_s']:,.0f} rows/s")
+    print(f"database size: {w['db_mb_per_1e6_rows']:.0f} MB per 1e6 rows (1000-row requests)")
     print(f"\n## Drift check on {c['rows_checked']:,} rows")
     print("| step | seconds |\n|---|---:|")
     print(f"| read the SQLite log (read_log) | {c['read_sqlite_s']:.1f} |")
@@ -385,19 +446,7 @@ def main() -> None:
         f"| `monitor check` command, Parquet (model run on every row) | {c['cli_parquet_s']:.1f} |"
     )
     if "serving" in results:
-        s = results["serving"]
-        print("\n## Serving with the prediction log on vs off (medians)")
-        print("| figure | off | on | on/off |\n|---|---:|---:|---:|")
-        for key in s["median"]["off"]:
-            print(
-                f"| {key} | {s['median']['off'][key]:,.{0 if key.startswith('rps') else 2}f} | "
-                f"{s['median']['on'][key]:,.{0 if key.startswith('rps') else 2}f} | "
-                f"{s['on_over_off'][key]:.1%} |"
-            )
-        print(
-            f"rows served with the log on: {s['served_rows_with_log_on']:,}; "
-            f"rows in their logs: {s['logged_rows']:,}"
-        )
+        print_serving(results["serving"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nwritten: {RESULTS}")

@@ -1,32 +1,38 @@
-"""The prediction log: every prediction the API makes, in SQLite, written off the request path.
+"""The prediction log: every request the API answers, in SQLite, written off the request path.
 
-Writer: `PredictionLogger.log(...)` (or `record(batch)`, the serving API's
-`PredictionLog` hook) only puts the request on an in-memory queue and returns (no I/O, no
-JSON on the request path). A background thread takes what is queued
-every `flush_interval` seconds, or as soon as `flush_rows` rows wait, and inserts it in
-one transaction. The queue is bounded (`max_queue_rows`): when the database cannot keep
-up, new requests are dropped and counted, the request is never blocked. Nothing here ever
-raises into the caller: a bad row, a full disk, a read-only path or a locked database
-becomes a counted, rate-limited warning in the log (`stats()` has the counts).
+What is stored is what was served: each request's body as the client sent it (validated
+JSON: records `[{feature: value}, ...]` or columns `{feature: [values]}`) and the response
+the client got (`classes`, `predictions`, `probabilities`, `unknown_categories`, ...), with
+its request id, timestamp and model version. Storing the bytes the server already holds
+is what keeps logging cheap: the request path appends a tuple to a queue (no parsing, no
+JSON encoding, no copy), and the writer thread's work per request is a few list appends.
+The writer shares the server's interpreter (one GIL on a small machine): any per-row
+Python work there is taken from serving, so all of it is left to the reader
+(bench/monitor.py measures serving with the log on and off).
 
-Database: WAL mode (readers, e.g. the drift check, do not block the writer). Table
-`predictions` holds one row per flush (per model version): the rows of every request the
-flush took, as columnar JSON. A flush costs one JSON encoding (C speed, orjson) and one
-insert, however many requests it holds: the writer shares the serving process's
-interpreter, and per-request or per-row Python work would take throughput from serving
-(bench/monitor.py measures it).
+Writer: `PredictionLogger.record(batch)` (the serving API's `PredictionLog` hook) or
+`log(records, predictions, probabilities, ...)` (any caller: features as row mappings, a
+DataFrame or columns; encoded on the writer thread) only queue the request and return. A
+background thread takes what is queued every `flush_interval` seconds, or as soon as
+`flush_rows` rows wait, and inserts it as one row per model version in one transaction.
+The queue is bounded (`max_queue_rows`): when the database cannot keep up, new requests
+are dropped and counted, the request is never blocked. Nothing here ever raises into the
+caller: a bad row, a full disk, a read-only path or a locked database becomes a counted,
+rate-limited warning in the log (`stats()` has the counts).
 
-    id, ts_first, ts_last (unix seconds, UTC), model_version, rows,
-    request_ids   JSON [request id per row]
-    request_rows  JSON [index of the row in its request, per row]
-    timestamps    JSON [unix seconds per row]
-    features      JSON {feature: [value per row]}   (null = missing)
-    predictions   JSON [class label per row]
-    probabilities JSON {class: [probability per row]}
+Database: WAL mode (readers, e.g. the drift check, do not block the writer),
+`PRAGMA user_version` = `SCHEMA_VERSION`. Table `prediction_batches`, one row per write:
 
-The view `prediction_rows` shows one row per prediction, for SQL by hand:
-`SELECT * FROM prediction_rows WHERE ts > unixepoch('now', '-1 day')` gives request_id,
-row, ts, model_version, prediction, features (JSON object) and probabilities (JSON object).
+    id, ts_first, ts_last (unix seconds, UTC), model_version, requests, rows,
+    request_ids  JSON [request id per request]
+    timestamps   JSON [unix seconds per request]
+    inputs       JSON [request body per request]
+    outputs      JSON [response body per request]
+
+Views for SQL by hand: `prediction_requests` (request_id, ts, model_version, request,
+response: one row per request) and `prediction_rows` (request_id, row, ts, model_version,
+prediction, features and probabilities as JSON objects: one row per prediction), e.g.
+`SELECT * FROM prediction_rows WHERE ts > unixepoch('now', '-1 day')`.
 
 Reader: `read_log(path, since, until)` returns one DataFrame for a time window: the
 feature columns, plus the log's own columns prefixed `log.` (`log.timestamp`,
@@ -42,6 +48,7 @@ import atexit
 import contextlib
 import json
 import math
+import operator
 import os
 import sqlite3
 import threading
@@ -50,6 +57,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -70,44 +78,58 @@ MODEL_VERSION = f"{META_PREFIX}model_version"
 PREDICTION = f"{META_PREFIX}prediction"
 PROBABILITY_PREFIX = f"{META_PREFIX}probability:"
 
+SCHEMA_VERSION = 2
 TABLE_SQL = """
-CREATE TABLE IF NOT EXISTS predictions (
+CREATE TABLE IF NOT EXISTS prediction_batches (
     id INTEGER PRIMARY KEY,
     ts_first REAL NOT NULL,
     ts_last REAL NOT NULL,
     model_version TEXT NOT NULL,
+    requests INTEGER NOT NULL,
     rows INTEGER NOT NULL,
-    request_ids TEXT NOT NULL,
-    request_rows TEXT NOT NULL,
-    timestamps TEXT NOT NULL,
-    features TEXT NOT NULL,
-    predictions TEXT NOT NULL,
-    probabilities TEXT NOT NULL
+    request_ids BLOB NOT NULL,
+    timestamps BLOB NOT NULL,
+    inputs BLOB NOT NULL,
+    outputs BLOB NOT NULL
 )
 """
-INDEX_SQL = "CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts_last, ts_first)"
-VIEW_SQL = """
+INDEX_SQL = (
+    "CREATE INDEX IF NOT EXISTS prediction_batches_ts ON prediction_batches (ts_last, ts_first)"
+)
+REQUESTS_VIEW_SQL = """
+CREATE VIEW IF NOT EXISTS prediction_requests AS
+SELECT json_extract(CAST(b.request_ids AS TEXT), '$[' || i.key || ']') AS request_id,
+       json_extract(CAST(b.timestamps AS TEXT), '$[' || i.key || ']') AS ts,
+       b.model_version AS model_version,
+       i.value AS request,
+       json_extract(CAST(b.outputs AS TEXT), '$[' || i.key || ']') AS response
+FROM prediction_batches AS b, json_each(CAST(b.inputs AS TEXT)) AS i
+"""
+ROWS_VIEW_SQL = """
 CREATE VIEW IF NOT EXISTS prediction_rows AS
-SELECT json_extract(r.request_ids, '$[' || p.key || ']') AS request_id,
-       json_extract(r.request_rows, '$[' || p.key || ']') AS row,
-       json_extract(r.timestamps, '$[' || p.key || ']') AS ts,
-       r.model_version,
-       p.value AS prediction,
-       (SELECT json_group_object(f.key, json_extract(f.value, '$[' || p.key || ']'))
-          FROM json_each(r.features) AS f) AS features,
-       (SELECT json_group_object(c.key, json_extract(c.value, '$[' || p.key || ']'))
-          FROM json_each(r.probabilities) AS c) AS probabilities
-FROM predictions AS r, json_each(r.predictions) AS p
+SELECT r.request_id, p.key AS row, r.ts, r.model_version, p.value AS prediction,
+       CASE json_type(r.request)
+         WHEN 'array' THEN json_extract(r.request, '$[' || p.key || ']')
+         ELSE (SELECT json_group_object(f.key, json_extract(f.value, '$[' || p.key || ']'))
+                 FROM json_each(r.request) AS f)
+       END AS features,
+       (SELECT json_group_object(
+                 c.value, json_extract(r.response, '$.probabilities[' || p.key || '][' || c.key || ']'))
+          FROM json_each(r.response, '$.classes') AS c) AS probabilities
+FROM prediction_requests AS r, json_each(r.response, '$.predictions') AS p
 """
 INSERT_SQL = (
-    "INSERT INTO predictions (ts_first, ts_last, model_version, rows, request_ids, request_rows, "
-    "timestamps, features, predictions, probabilities) VALUES (?, ?, ?, ?, "
-    # UTF-8 JSON bytes from orjson, stored as TEXT (the JSON functions of the view need text)
-    + ", ".join(["CAST(? AS TEXT)"] * 6)
-    + ")"
+    "INSERT INTO prediction_batches (ts_first, ts_last, model_version, requests, rows, "
+    "request_ids, timestamps, inputs, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?), zeroblob(?))"
 )
+# The bodies are UTF-8 JSON written straight into BLOBs (incremental blob I/O, GIL released
+# while SQLite copies) with 64 KiB pages. Joining them into one bytes object and binding
+# it instead held the GIL for three copies of every body: 8 % of the server's time at
+# 1000-row requests. As TEXT with 4 KiB pages a ~1 MB insert cost 2.3 ms of CPU, as a
+# BLOB with 64 KiB pages 0.9 ms. The views CAST it to text for SQLite's JSON functions.
+PAGE_SIZE = 65536
 
-try:  # orjson (a dependency of DVC) encodes lists and numpy arrays in C
+try:  # orjson (a dependency of DVC) encodes and parses in C
     import orjson
 
     def _fast_dumps(value: Any) -> bytes:
@@ -122,78 +144,16 @@ except ImportError:  # pragma: no cover - exercised only without orjson
     _loads = json.loads
 
 
+class LogFormatError(ValueError):
+    """The file is not a prediction log this version can read or write."""
+
+
 def _dumps(value: Any) -> bytes:
     """UTF-8 JSON; NaN/inf and missing values become null."""
     try:
         return _fast_dumps(value)
     except TypeError:  # numpy scalars, pandas NA, ...: the slow, general path
         return json.dumps(_plain(value), allow_nan=False, separators=(",", ":")).encode()
-
-
-def _as_list(values: Any) -> list[Any]:
-    return values.tolist() if isinstance(values, np.ndarray | pd.Series) else list(values)
-
-
-def _column(values: Any) -> Any:
-    """A column ready for JSON, without a Python loop over its values: numeric arrays stay
-    arrays and lists stay lists (orjson writes NaN and None as null)."""
-    if isinstance(values, pd.Series):
-        values = values.to_numpy()
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind in "fiub":
-            return np.ascontiguousarray(values)  # orjson encodes contiguous arrays only
-        return values.tolist()
-    return values if isinstance(values, list) else list(values)
-
-
-def _columns(records: Any, rows: int) -> dict[str, Any]:
-    """Features of a request as {name: column} from columns, a DataFrame or row mappings."""
-    if isinstance(records, pd.DataFrame):
-        columns = {str(name): _column(records[name]) for name in records.columns}
-    elif isinstance(records, Mapping):
-        columns = {
-            name if type(name) is str else str(name): values
-            if type(values) is list
-            else _column(values)
-            for name, values in records.items()
-        }
-    else:
-        records = list(records)
-        names = list(dict.fromkeys(name for record in records for name in record))
-        columns = {str(n): _column([r.get(n) for r in records]) for n in names}
-    for name, values in columns.items():
-        if len(values) != rows:
-            raise ValueError(f"feature {name!r} has {len(values)} values for {rows} rows")
-    return columns
-
-
-def _probability_columns(
-    probabilities: Any, rows: int, classes: Sequence[str] | None
-) -> dict[str, Any]:
-    """{class: [p per row]} from a rows x classes array or one {class: p} per row."""
-    if probabilities is None:
-        return {}
-    if isinstance(probabilities, Mapping):  # already columns
-        return {str(k): _column(v) for k, v in probabilities.items()}
-    if len(probabilities) and isinstance(probabilities[0], Mapping):
-        names = list(dict.fromkeys(k for row in probabilities for k in row))
-        if len(probabilities) != rows:
-            raise ValueError(f"{rows} rows but {len(probabilities)} probability rows")
-        return {str(n): [row.get(n) for row in probabilities] for n in names}
-    matrix = np.asarray(probabilities, dtype=float).reshape(len(probabilities), -1)
-    if classes is not None and len(classes) == matrix.shape[1] and matrix.shape[0] == rows:
-        return dict(zip(map(str, classes), matrix.T.tolist(), strict=True))
-    if matrix.shape[0] != rows:
-        raise ValueError(f"{rows} rows but {matrix.shape[0]} probability rows")
-    names = (
-        [str(c) for c in classes]
-        if classes is not None
-        else [str(i) for i in range(matrix.shape[1])]
-    )
-    if len(names) != matrix.shape[1]:
-        raise ValueError(f"{matrix.shape[1]} probability columns for classes {names}")
-    columns = np.ascontiguousarray(matrix.T)
-    return {name: columns[j] for j, name in enumerate(names)}
 
 
 def _plain(value: Any) -> Any:
@@ -211,6 +171,66 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _as_list(values: Any) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray | pd.Series) else list(values)
+
+
+def _column(values: Any) -> Any:
+    """A column ready for JSON without a Python loop over its values: numeric arrays stay
+    arrays (orjson writes them in C, NaN as null), anything else becomes a list."""
+    if isinstance(values, pd.Series):
+        values = values.to_numpy()
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "fiub":
+            return np.ascontiguousarray(values)  # orjson encodes contiguous arrays only
+        return values.tolist()
+    return values if isinstance(values, list) else list(values)
+
+
+def _columns(records: Any, rows: int) -> dict[str, Any]:
+    """Features of a request as {name: column} from columns, a DataFrame or row mappings."""
+    if isinstance(records, pd.DataFrame):
+        columns = {str(name): _column(records[name]) for name in records.columns}
+    elif isinstance(records, Mapping):
+        columns = {str(name): _column(values) for name, values in records.items()}
+    else:
+        records = list(records)
+        names = list(dict.fromkeys(name for record in records for name in record))
+        columns = {str(n): [r.get(n) for r in records] for n in names}
+    for name, values in columns.items():
+        if len(values) != rows:
+            raise ValueError(f"feature {name!r} has {len(values)} values for {rows} rows")
+    return columns
+
+
+def _probability_rows(
+    probabilities: Any, rows: int, classes: Sequence[str] | None
+) -> tuple[list[str], Any]:
+    """(class names, rows x classes) from an array, one {class: p} per row, or columns."""
+    if probabilities is None:
+        return [str(c) for c in classes or []], None
+    if isinstance(probabilities, Mapping):  # {class: column}
+        names = [str(k) for k in probabilities]
+        columns = [np.asarray(v, dtype=float) for v in probabilities.values()]
+        matrix = np.column_stack(columns) if columns else np.empty((rows, 0))
+    elif len(probabilities) and isinstance(probabilities[0], Mapping):  # {class: p} per row
+        names = [str(n) for n in dict.fromkeys(k for row in probabilities for k in row)]
+        keys = list(dict.fromkeys(k for row in probabilities for k in row))
+        matrix = np.array([[row.get(k, np.nan) for k in keys] for row in probabilities], float)
+    else:
+        matrix = np.asarray(probabilities, dtype=float).reshape(len(probabilities), -1)
+        names = (
+            [str(c) for c in classes]
+            if classes is not None
+            else [str(i) for i in range(matrix.shape[1])]
+        )
+    if matrix.shape[0] != rows:
+        raise ValueError(f"{rows} rows but {matrix.shape[0]} probability rows")
+    if matrix.shape[1] != len(names):
+        raise ValueError(f"{matrix.shape[1]} probability columns for classes {names}")
+    return names, np.ascontiguousarray(matrix)
+
+
 @dataclass(frozen=True)
 class LogStats:
     queued: int  # rows waiting to be written
@@ -219,84 +239,10 @@ class LogStats:
     failed: int  # rows lost to bad input or a database error
 
 
-@dataclass
-class _Entry:
-    seq: int
-    ts: float
-    records: Any  # list of mappings, a DataFrame, or a mapping of columns
-    predictions: Any
-    probabilities: Any
-    version: str
-    request_id: str
-    rows: int
-    classes: Sequence[str] | None
-
-
-def _extend(
-    target: dict[str, list[Any]], values: Mapping[str, list[Any]], n: int, before: int, grow: bool
-) -> None:
-    """Append n rows of `values` (name -> list) to `target`: names new to `target` start
-    with `before` missing values (if `grow`), names missing from `values` get n of them."""
-    same_names = target.keys() == values.keys()
-    for name, column in values.items():
-        if name not in target:
-            if not grow:
-                continue
-            target[name] = [None] * before
-        target[name].extend(column if len(column) == n else [None] * n)
-    if not same_names:
-        for column in target.values():
-            if len(column) < before + n:
-                column.extend([None] * (before + n - len(column)))
-
-
-class _Columns:
-    """The rows of the requests one flush writes (one model version), as columns."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self.ts_first = math.inf
-        self.ts_last = -math.inf
-        self.request_ids: list[str] = []
-        self.request_rows: list[int] = []
-        self.timestamps: list[float] = []
-        self.features: dict[str, list[Any]] = {}
-        self.predictions: list[Any] = []
-        self.probabilities: dict[str, list[Any]] = {}
-        self.parts: list[tuple[_Entry, tuple[Any, ...]]] = []  # to isolate a bad request
-
-    def add(
-        self,
-        entry: _Entry,
-        features: dict[str, list[Any]],
-        predictions: list[Any],
-        probabilities: dict[str, list[Any]],
-    ) -> None:
-        self.parts.append((entry, (features, predictions, probabilities)))
-        n, before = entry.rows, self.rows
-        _extend(self.features, features, n, before, grow=True)
-        _extend(self.probabilities, probabilities, n, before, grow=True)
-        self.predictions.extend(predictions)
-        self.request_ids.extend([entry.request_id] * n)
-        self.request_rows.extend(range(n))
-        self.timestamps.extend([entry.ts] * n)
-        self.ts_first = min(self.ts_first, entry.ts)
-        self.ts_last = max(self.ts_last, entry.ts)
-        self.rows += n
-
-    def row(self, version: str) -> tuple[Any, ...]:
-        return (
-            self.ts_first,
-            self.ts_last,
-            version,
-            self.rows,
-            _dumps(self.request_ids),
-            _dumps(self.request_rows),
-            _dumps(self.timestamps),
-            _dumps(self.features),
-            _dumps(self.predictions),
-            _dumps(self.probabilities),
-        )
+# A queued request: (timestamp, request id, model version, rows, request JSON, response
+# JSON, raw). `raw` is None for the serving API's requests (both JSON bodies given) and
+# (records, predictions, probabilities, classes) for `log()`, encoded on the writer thread.
+_Entry = tuple[float, str, str, int, bytes | None, bytes | None, tuple[Any, ...] | None]
 
 
 class PredictionLogger:
@@ -307,7 +253,7 @@ class PredictionLogger:
         path: Path | str,
         *,
         classes: Sequence[str] | None = None,
-        flush_rows: int = 512,
+        flush_rows: int = 4096,
         flush_interval: float = 0.2,
         max_queue_rows: int = 100_000,
         busy_timeout: float = 5.0,
@@ -323,8 +269,8 @@ class PredictionLogger:
         self._cond = threading.Condition()
         self._pending: deque[_Entry] = deque()
         self._pending_rows = 0
-        self._seq = 0  # last sequence number handed out
-        self._done = 0  # every entry up to this sequence number is finished
+        self._queued = 0  # entries handed in so far
+        self._done = 0  # entries finished (written or failed) so far
         self._flush_wanted = False
         self._closing = False
         self._written = self._dropped = self._failed = 0
@@ -336,6 +282,38 @@ class PredictionLogger:
         atexit.register(self.close)
 
     # ------------------------------------------------------------------ request path
+
+    def record(self, batch: Any) -> None:
+        """The serving API's hook (`mlops_template.serve.PredictionLog`): one answered
+        request as a `PredictionBatch`. With its request and response bodies (as the API
+        gives them) it is queued as is; without, it goes the way of `log()`."""
+        try:
+            body, response = batch.request_body, batch.response_body
+            if body is None or response is None:
+                self.log(
+                    batch.features,
+                    batch.predictions,
+                    batch.probabilities,
+                    batch.model_version,
+                    batch.request_id,
+                    classes=batch.classes,
+                    timestamp=batch.timestamp,
+                )
+                return
+            entry = (
+                float(batch.timestamp),
+                str(batch.request_id),
+                str(batch.model_version),
+                len(batch.predictions),
+                body if type(body) is bytes else _utf8(body),
+                response if type(response) is bytes else _utf8(response),
+                None,
+            )
+        except Exception as exc:  # a broken batch must not break serving
+            with self._cond:
+                self._count_failure("bad_input", 1, f"cannot queue prediction log rows: {exc!r}")
+            return
+        self._enqueue(entry)
 
     def log(
         self,
@@ -352,70 +330,57 @@ class PredictionLogger:
 
         `records`: one mapping per row, a DataFrame, or a mapping of columns.
         `probabilities`: rows x classes (array; `classes` names its columns, else the
-        logger's), or one {class: p} mapping per row. `timestamp`: unix seconds (now).
+        logger's), one {class: p} mapping per row, or {class: column}.
+        `timestamp`: unix seconds (now). Checked and encoded on the writer thread.
         """
         try:
-            rows = len(predictions)
-            with self._cond:
-                if self._closing:
-                    self._count_failure("closed", rows, "prediction log is closed")
-                    return False
-                if self._pending_rows + rows > self.max_queue_rows:
-                    self._dropped += rows
-                    self._warn(
-                        "dropped",
-                        "prediction log queue full (%d rows waiting, max_queue_rows %d): "
-                        "dropped %d row(s), %d dropped so far",
-                        self._pending_rows,
-                        self.max_queue_rows,
-                        rows,
-                        self._dropped,
-                    )
-                    return False
-                self._seq += 1
-                self._pending.append(
-                    _Entry(
-                        self._seq,
-                        time.time() if timestamp is None else float(timestamp),
-                        records,
-                        predictions,
-                        probabilities,
-                        str(version),
-                        str(request_id),
-                        rows,
-                        classes,
-                    )
-                )
-                self._pending_rows += rows
-                if self._pending_rows >= self.flush_rows:
-                    self._cond.notify_all()
-                elif len(self._pending) == 1:
-                    self._cond.notify_all()  # start the flush timer
-            return True
-        except Exception as exc:  # a broken request object must not break serving
+            entry = (
+                time.time() if timestamp is None else float(timestamp),
+                str(request_id),
+                str(version),
+                len(predictions),
+                None,
+                None,
+                (records, predictions, probabilities, classes),
+            )
+        except Exception as exc:  # e.g. predictions that have no length
             with self._cond:
                 self._count_failure("bad_input", 1, f"cannot queue prediction log rows: {exc!r}")
             return False
+        return self._enqueue(entry)
 
-    def record(self, batch: Any) -> None:
-        """The serving API's hook (`mlops_template.serve.PredictionLog`): one served
-        request as a `PredictionBatch` (columnar features, rows x classes probabilities)."""
-        self.log(
-            batch.features,
-            batch.predictions,
-            batch.probabilities,
-            batch.model_version,
-            batch.request_id,
-            classes=batch.classes,
-            timestamp=batch.timestamp,
-        )
+    def _enqueue(self, entry: _Entry) -> bool:
+        rows = entry[3]
+        with self._cond:
+            if self._closing:
+                self._count_failure("closed", rows, "prediction log is closed")
+                return False
+            if self._pending_rows + rows > self.max_queue_rows:
+                self._dropped += rows
+                self._warn(
+                    "dropped",
+                    "prediction log queue full (%d rows waiting, max_queue_rows %d): "
+                    "dropped %d row(s), %d dropped so far",
+                    self._pending_rows,
+                    self.max_queue_rows,
+                    rows,
+                    self._dropped,
+                )
+                return False
+            self._pending.append(entry)
+            self._queued += 1
+            self._pending_rows += rows
+            # wake the writer to start its flush timer, or to flush a full batch now
+            if len(self._pending) == 1 or self._pending_rows >= self.flush_rows:
+                self._cond.notify_all()
+        return True
 
     # ------------------------------------------------------------------ control
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Write everything queued so far now; True when done within `timeout`."""
         with self._cond:
-            target = self._seq
+            target = self._queued
             self._flush_wanted = True
             self._cond.notify_all()
             return self._cond.wait_for(lambda: self._done >= target, timeout)
@@ -446,14 +411,14 @@ class PredictionLogger:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending or self._closing)
                 if self._pending and not self._closing:
-                    deadline = self._pending[0].ts + self.flush_interval
+                    deadline = self._pending[0][0] + self.flush_interval
                     self._cond.wait_for(
                         lambda: (
                             self._pending_rows >= self.flush_rows
                             or self._flush_wanted
                             or self._closing
                         ),
-                        max(0.0, deadline - time.time()),
+                        max(0.0, min(deadline - time.time(), self.flush_interval)),
                     )
                 batch = list(self._pending)
                 self._pending.clear()
@@ -466,75 +431,63 @@ class PredictionLogger:
                 except Exception as exc:  # never let the writer thread die
                     with self._cond:
                         self._count_failure(
-                            "writer", sum(e.rows for e in batch), f"prediction log: {exc!r}"
+                            "writer", sum(e[3] for e in batch), f"prediction log: {exc!r}"
                         )
             with self._cond:
-                if batch:
-                    self._done = max(self._done, batch[-1].seq)
+                self._done += len(batch)
                 self._cond.notify_all()
                 if closing and not self._pending:
                     break
         self._close_connection()
 
     def _write(self, batch: list[_Entry]) -> None:
-        groups: dict[str, _Columns] = {}
-        for entry in batch:
-            try:
-                part = self._part(entry)
-            except Exception as exc:
-                self._drop(entry, exc)
-                continue
-            groups.setdefault(entry.version, _Columns()).add(entry, *part)
+        # per version: timestamps, request ids, request bodies, responses, rows
+        groups: dict[str, tuple[list[float], list[str], list[bytes], list[bytes], list[int]]] = {}
+        for ts, request_id, version, rows, body, response, raw in batch:
+            if raw is not None:
+                try:
+                    body, response = self._encode(raw, rows)
+                except Exception as exc:
+                    self._drop(request_id, rows, exc)
+                    continue
+            group = groups.get(version)
+            if group is None:
+                group = groups[version] = ([], [], [], [], [])
+            group[0].append(ts)
+            group[1].append(request_id)
+            group[2].append(body)  # type: ignore[arg-type]
+            group[3].append(response)  # type: ignore[arg-type]
+            group[4].append(rows)
         if not groups:
             return
-        rows = []
-        for version, group in groups.items():
-            try:
-                rows.append(group.row(version))
-            except (TypeError, ValueError):  # a value JSON cannot hold: find its request
-                good = _Columns()
-                for entry, part in group.parts:
-                    try:
-                        _dumps(part)
-                    except (TypeError, ValueError) as exc:
-                        self._drop(entry, exc)
-                        continue
-                    good.add(entry, *part)
-                groups[version] = good
-                if good.rows:
-                    rows.append(good.row(version))
-        count = sum(group.rows for group in groups.values())
-        if not rows:
-            return
+        count = 0
         try:
             connection = self._connect()
             with connection:
-                connection.executemany(INSERT_SQL, rows)
-        except (sqlite3.Error, OSError) as exc:
+                for version, (stamps, ids, bodies, responses, counts) in groups.items():
+                    _insert(connection, version, stamps, ids, bodies, responses, sum(counts))
+                    count += sum(counts)
+        except (sqlite3.Error, OSError, LogFormatError) as exc:
             self._close_connection()
+            count = sum(sum(group[4]) for group in groups.values())
             with self._cond:
                 self._count_failure("database", count, f"prediction log {str(self.path)!r}: {exc}")
             return
         with self._cond:
             self._written += count
 
-    def _part(self, entry: _Entry) -> tuple[dict[str, list[Any]], list[Any], dict[str, list[Any]]]:
-        """One request's features, predictions and probabilities as checked lists."""
-        n = entry.rows
-        columns = {
-            k: v if type(v) is list else _as_list(v) for k, v in _columns(entry.records, n).items()
-        }
-        predictions = _as_list(entry.predictions)
-        if len(predictions) != n:
-            raise ValueError(f"{n} rows but {len(predictions)} predictions")
-        if not all(type(p) is str for p in predictions):
-            predictions = [str(p) for p in predictions]
-        probabilities = _probability_columns(entry.probabilities, n, entry.classes or self.classes)
-        return (
-            columns,
-            predictions,
-            {k: v if type(v) is list else _as_list(v) for k, v in probabilities.items()},
-        )
+    def _encode(self, raw: tuple[Any, ...], rows: int) -> tuple[bytes, bytes]:
+        """A `log()` request as the API would have stored it: columns and a response."""
+        records, predictions, probabilities, classes = raw
+        columns = _columns(records, rows)
+        labels = _as_list(predictions)
+        if len(labels) != rows:
+            raise ValueError(f"{rows} rows but {len(labels)} predictions")
+        if not all(type(p) is str for p in labels):
+            labels = [str(p) for p in labels]
+        names, matrix = _probability_rows(probabilities, rows, classes or self.classes)
+        response = {"classes": names, "predictions": labels, "probabilities": matrix}
+        return _dumps(columns), _dumps(response)
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -543,13 +496,17 @@ class PredictionLogger:
                 self.path, timeout=self.busy_timeout, check_same_thread=False
             )
             try:
+                connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before WAL and tables
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")  # safe with WAL
                 with connection:
+                    _check_format(connection, self.path, creating=True)
                     connection.execute(TABLE_SQL)
                     connection.execute(INDEX_SQL)
-                    connection.execute(VIEW_SQL)
-            except sqlite3.Error:
+                    connection.execute(REQUESTS_VIEW_SQL)
+                    connection.execute(ROWS_VIEW_SQL)
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except (sqlite3.Error, LogFormatError):
                 connection.close()
                 raise
             self._connection = connection
@@ -567,15 +524,15 @@ class PredictionLogger:
         self._failed += rows
         self._warn(kind, "%s: %d row(s) not logged, %d so far", message, rows, self._failed)
 
-    def _drop(self, entry: _Entry, exc: Exception) -> None:
+    def _drop(self, request_id: str, rows: int, exc: Exception) -> None:
         """A request that cannot be stored: counted as failed rows, warned about, skipped."""
         with self._cond:
-            self._failed += entry.rows
+            self._failed += rows
             self._warn(
                 "bad_row",
                 "prediction log: request %s not logged (%d row(s)): %r",
-                entry.request_id,
-                entry.rows,
+                request_id,
+                rows,
                 exc,
             )
 
@@ -590,6 +547,90 @@ class PredictionLogger:
         self._last_warning[kind] = now
         suffix = f" ({suppressed} similar warning(s) suppressed)" if suppressed else ""
         logger.warning(message + suffix, *args)
+
+
+def _utf8(text: Any) -> bytes:
+    if isinstance(text, str):
+        return text.encode()
+    if isinstance(text, bytearray | memoryview):
+        return bytes(text)
+    raise TypeError(f"a request or response body must be bytes or str, not {type(text).__name__}")
+
+
+SMALL_PIECE = 64 * 1024  # bodies smaller than this are joined before they are written
+
+
+def _json_array_pieces(items: list[bytes]) -> tuple[int, list[bytes]]:
+    """The JSON array of `items` (each a JSON text) as (length, pieces to write in order):
+    runs of small items joined (one GIL release per write, not per item), big ones as
+    they are (no copy)."""
+    pieces: list[bytes] = []
+    run: list[bytes] = [b"["]
+    run_size = 1
+    for index, item in enumerate(items):
+        if index:
+            run.append(b",")
+            run_size += 1
+        if len(item) >= SMALL_PIECE:
+            pieces.append(b"".join(run))
+            pieces.append(item)
+            run, run_size = [], 0
+        else:
+            run.append(item)
+            run_size += len(item)
+            if run_size >= SMALL_PIECE * 16:
+                pieces.append(b"".join(run))
+                run, run_size = [], 0
+    run.append(b"]")
+    pieces.append(b"".join(run))
+    return sum(map(len, pieces)), pieces
+
+
+def _insert(
+    connection: sqlite3.Connection,
+    version: str,
+    stamps: list[float],
+    ids: list[str],
+    bodies: list[bytes],
+    responses: list[bytes],
+    rows: int,
+) -> None:
+    """One `prediction_batches` row: the small columns bound, the two big ones streamed
+    into zero-filled BLOBs of the right size."""
+    inputs_size, inputs = _json_array_pieces(bodies)
+    outputs_size, outputs = _json_array_pieces(responses)
+    cursor = connection.execute(
+        INSERT_SQL,
+        (min(stamps), max(stamps), version, len(ids), rows, _dumps(ids), _dumps(stamps),
+         inputs_size, outputs_size),
+    )  # fmt: skip
+    rowid = cursor.lastrowid
+    assert rowid is not None
+    for column, pieces in (("inputs", inputs), ("outputs", outputs)):
+        with connection.blobopen("prediction_batches", column, rowid) as blob:
+            for piece in pieces:
+                blob.write(piece)
+
+
+def _check_format(connection: sqlite3.Connection, path: Path, creating: bool) -> None:
+    """Refuse a database that holds something other than this version's prediction log."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    tables = {
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+        )
+    }
+    if version == SCHEMA_VERSION and "prediction_batches" in tables:
+        return
+    if version == 0 and not tables and creating:
+        return
+    found = f"format version {version}" if version else "no prediction log format"
+    raise LogFormatError(
+        f"{str(path)!r} is not a prediction log of format version {SCHEMA_VERSION} "
+        f"({found}; tables: {', '.join(sorted(tables)) or 'none'}): move it away or point "
+        f"{ENV_VAR} at a new file"
+    )
 
 
 def from_env(environ: Mapping[str, str] | None = None, **options: Any) -> PredictionLogger | None:
@@ -627,8 +668,8 @@ def read_log(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction log {str(path)!r} does not exist")
-    where, args = [], []
     start, end = to_epoch(since), to_epoch(until)
+    where, args = [], []
     for clause, value in (("ts_last >= ?", start), ("ts_first < ?", end)):
         if value is not None:
             where.append(clause)
@@ -636,10 +677,7 @@ def read_log(
     if model_version is not None:
         where.append("model_version = ?")
         args.append(model_version)
-    sql = (
-        "SELECT model_version, rows, request_ids, timestamps, features, predictions, "
-        "probabilities FROM predictions"
-    )
+    sql = "SELECT model_version, request_ids, timestamps, inputs, outputs FROM prediction_batches"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id"
@@ -647,85 +685,205 @@ def read_log(
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     parts: list[pd.DataFrame] = []
     builder = _FrameBuilder(features)
+    unreadable = 0
     try:
+        _check_format(connection, path, creating=False)
         cursor = connection.execute(sql, args)
-        while chunk := cursor.fetchmany(1000):
-            for request in chunk:
-                builder.add(*request)
-            if builder.rows >= chunk_rows:
-                parts.append(builder.frame())
-                builder = _FrameBuilder(features)
+        while chunk := cursor.fetchmany(64):
+            for version, ids, stamps, inputs, outputs in chunk:
+                requests = _requests(connection, ids, stamps, inputs, outputs)
+                for request_id, ts, body, response in requests:
+                    if (start is not None and ts < start) or (end is not None and ts >= end):
+                        continue
+                    if not builder.add(version, request_id, ts, body, response):
+                        unreadable += 1
+                        continue
+                    if builder.rows >= chunk_rows:
+                        parts.append(builder.frame())
+                        builder = _FrameBuilder(features)
     except sqlite3.Error as exc:
         raise ValueError(f"prediction log {str(path)!r} cannot be read: {exc}") from exc
     finally:
         connection.close()
+    if unreadable:
+        logger.warning(
+            "prediction log %r: %d request(s) could not be read and were skipped",
+            str(path),
+            unreadable,
+        )
     if builder.rows or not parts:
         parts.append(builder.frame())
     frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    # a flush spans a little time: keep exactly the rows inside the window
-    keep = np.ones(len(frame), dtype=bool)
-    seconds = frame[TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
-    if start is not None:
-        keep &= seconds >= start
-    if end is not None:
-        keep &= seconds < end
-    if not keep.all():
-        frame = frame[keep].reset_index(drop=True)
     # chunks may have seen different keys: features first, then the log's own columns
     meta = [c for c in frame.columns if c.startswith(META_PREFIX)]
     return frame[[c for c in frame.columns if c not in meta] + meta]
 
 
+def _requests(
+    connection: sqlite3.Connection,
+    ids: bytes,
+    stamps: bytes,
+    inputs: bytes,
+    outputs: bytes,
+) -> list[tuple[str, float, Any, Any]]:
+    """The requests of one stored batch: (request id, timestamp, body, response), parsed.
+    One parse per column; if a body cannot be parsed, SQLite splits the batch and only
+    that request is lost (None)."""
+    request_ids, timestamps = _loads(ids), _loads(stamps)
+    try:
+        bodies, responses = _loads(inputs), _loads(outputs)
+    except ValueError:
+        bodies = _parse_each(connection, inputs, len(request_ids))
+        responses = _parse_each(connection, outputs, len(request_ids))
+    return list(zip(request_ids, timestamps, bodies, responses, strict=True))
+
+
+def _parse_each(connection: sqlite3.Connection, text: bytes, count: int) -> list[Any]:
+    values: list[Any] = []
+    try:
+        elements = connection.execute(
+            "SELECT value FROM json_each(CAST(? AS TEXT))", (text,)
+        ).fetchall()
+    except sqlite3.Error:
+        return [None] * count
+    for (element,) in elements:
+        try:
+            values.append(_loads(element) if isinstance(element, str) else element)
+        except ValueError:
+            values.append(None)
+    return values if len(values) == count else [None] * count
+
+
 class _FrameBuilder:
-    """Rows of logged requests gathered as columns, then one DataFrame (per chunk)."""
+    """Logged requests gathered as they were stored, turned into one DataFrame per chunk
+    with C-level transposes: runs of records requests are transposed at once, columns
+    requests are taken as they are."""
 
     def __init__(self, features: Sequence[str] | None) -> None:
         self.fixed = list(features) if features is not None else None
-        self.features: dict[str, list[Any]] = {n: [] for n in self.fixed or []}
-        self.probabilities: dict[str, list[Any]] = {}
-        self.meta: dict[str, list[Any]] = {
-            TIMESTAMP: [],
-            REQUEST_ID: [],
-            MODEL_VERSION: [],
-            PREDICTION: [],
-        }
+        # feature parts in row order: a list of row mappings, or (columns, rows)
+        self.parts: list[list[Mapping[str, Any]] | tuple[Mapping[str, list[Any]], int]] = []
+        self.predictions: list[Any] = []
+        self.probabilities: list[Any] = []
+        self.classes: list[str] | None = None  # of the last request added
+        self.segments: list[tuple[list[str], int, int]] = []  # (classes, start, stop)
+        self.request_ids: list[str] = []
+        self.timestamps: list[float] = []
+        self.versions: list[str] = []
+        self.counts: list[int] = []
         self.rows = 0
 
-    def add(
-        self,
-        version: str,
-        n: int,
-        request_ids: str,
-        timestamps: str,
-        features: str,
-        predictions: str,
-        probabilities: str,
-    ) -> None:
-        before = self.rows
-        _extend(self.features, _loads(features), n, before, grow=self.fixed is None)
-        _extend(self.probabilities, _loads(probabilities), n, before, grow=True)
-        for name, text in (
-            (PREDICTION, predictions),
-            (REQUEST_ID, request_ids),
-            (TIMESTAMP, timestamps),
-        ):
-            values = _loads(text)
-            self.meta[name].extend(values if len(values) == n else [None] * n)
-        self.meta[MODEL_VERSION].extend([version] * n)
+    def add(self, version: str, request_id: str, ts: float, body: Any, response: Any) -> bool:
+        """Add one request; False if it cannot be read (nothing added)."""
+        try:
+            labels = response["predictions"]
+            n = len(labels)
+            if type(body) is list:
+                if len(body) != n:
+                    return False
+            elif isinstance(body, Mapping):
+                if any(len(values) != n for values in body.values()):
+                    return False
+            else:
+                return False
+            classes = response.get("classes") or []
+            proba = response.get("probabilities")
+            if proba is None:
+                proba = [[None] * len(classes)] * n
+            elif len(proba) != n:
+                return False
+        except (TypeError, KeyError, AttributeError, ValueError):
+            return False
+        if type(body) is list:
+            last = self.parts[-1] if self.parts else None
+            if type(last) is list:
+                last.extend(body)
+            else:
+                self.parts.append(list(body))
+        else:
+            self.parts.append((body, n))
+        if classes != self.classes:
+            self.segments.append((classes, self.rows, self.rows))
+            self.classes = classes
+        self.segments[-1] = (classes, self.segments[-1][1], self.rows + n)
+        self.predictions.extend(labels)
+        self.probabilities.extend(proba)
+        self.request_ids.append(request_id)
+        self.timestamps.append(ts)
+        self.versions.append(version)
+        self.counts.append(n)
         self.rows += n
+        return True
+
+    def _names(self) -> list[str]:
+        if self.fixed is not None:
+            return self.fixed
+        names: dict[str, None] = {}
+        for part in self.parts:
+            keys = chain.from_iterable(part) if type(part) is list else part[0]  # type: ignore[arg-type]
+            names.update(dict.fromkeys(map(str, keys)))
+        return list(names)
+
+    def _feature_columns(self) -> dict[str, list[Any]]:
+        names = self._names()
+        columns: dict[str, list[Any]] = {name: [] for name in names}
+        for part in self.parts:
+            if type(part) is list:
+                block = _transpose(part, names)
+                for name in names:
+                    columns[name].extend(block[name])
+            else:
+                values, n = part  # type: ignore[misc]
+                for name in names:
+                    columns[name].extend(values.get(name) or [None] * n)
+        return columns
 
     def frame(self) -> pd.DataFrame:
-        columns: dict[str, Any] = dict(self.features)
+        columns: dict[str, Any] = self._feature_columns()
+        counts = np.asarray(self.counts, dtype=np.int64)
         columns[TIMESTAMP] = pd.to_datetime(
-            np.asarray(self.meta[TIMESTAMP], dtype=float), unit="s", utc=True
+            np.repeat(np.asarray(self.timestamps, dtype=float), counts), unit="s", utc=True
         )
-        for name in (REQUEST_ID, MODEL_VERSION, PREDICTION):
-            columns[name] = pd.Series(self.meta[name], dtype=object)
-        for name, values in self.probabilities.items():
-            columns[f"{PROBABILITY_PREFIX}{name}"] = np.asarray(
-                [np.nan if v is None else v for v in values], dtype=float
-            )
+        for name, values in ((REQUEST_ID, self.request_ids), (MODEL_VERSION, self.versions)):
+            columns[name] = np.repeat(np.asarray(values, dtype=object), counts)
+        columns[PREDICTION] = pd.Series(self.predictions, dtype=object).to_numpy()
+        names = list(dict.fromkeys(chain.from_iterable(c for c, _, _ in self.segments)))
+        for name in names:
+            columns[f"{PROBABILITY_PREFIX}{name}"] = np.full(self.rows, np.nan)
+        for classes, begin, stop in self.segments:
+            if not classes or stop == begin:
+                continue
+            block = _float_matrix(self.probabilities[begin:stop], len(classes))
+            for j, name in enumerate(classes):
+                columns[f"{PROBABILITY_PREFIX}{name}"][begin:stop] = block[:, j]
         return pd.DataFrame(columns, index=pd.RangeIndex(self.rows))
+
+
+def _transpose(records: list[Mapping[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    """Row mappings as {name: column}; a name a row lacks is missing (None) there."""
+    if not names:
+        return {}
+    try:  # every row has every name (the API's requests): transposed in C
+        get = operator.itemgetter(*names)
+        rows = map(get, records) if len(names) > 1 else ((get(r),) for r in records)
+        return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
+    except (KeyError, TypeError):
+        return {name: [r.get(name) for r in records] for name in names}
+
+
+def _float_matrix(rows: list[Any], width: int) -> np.ndarray:
+    try:
+        matrix = np.array(rows, dtype=float)
+    except (TypeError, ValueError):  # nulls, ragged rows
+        matrix = np.array(
+            [
+                [math.nan if v is None else float(v) for v in (r or [])][:width]
+                + [math.nan] * (width - len(r or []))
+                for r in rows
+            ],
+            dtype=float,
+        )
+    return matrix.reshape(len(rows), width)
 
 
 def logged_classes(frame: pd.DataFrame) -> list[str]:

@@ -13,10 +13,11 @@ from ``MODEL_VERSION`` and ``GIT_COMMIT`` (set by the deploy workflow / image), 
 
 Prediction log (issue 5): ``create_app(..., prediction_log=...)`` takes any object with
 ``record(batch: PredictionBatch) -> None`` and ``close() -> None``. ``record`` is called
-once per successful prediction request, on the event loop, after the model ran and
-before the response is sent: it must not block (queue the batch and write it from a
+once per successful prediction request, on the event loop, after the response body was
+built and before it is sent: it must not block (queue the batch and write it from a
 thread) and an exception it raises is logged as a warning, never returned to the client.
-``close`` is called on shutdown. ``app_from_env`` is where one is built from the
+The batch carries the request body as received and the response body as sent (bytes),
+besides the parsed columns and the predictions. ``close`` is called on shutdown. ``app_from_env`` is where one is built from the
 environment (e.g. a path in an environment variable).
 """
 
@@ -33,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
@@ -491,9 +492,9 @@ def _warm_up(model: LoadedModel, contract: Contract) -> None:
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PredictionBatch:
-    """One served request, as a prediction log receives it."""
+class PredictionBatch(NamedTuple):
+    """One answered request, as a prediction log receives it (a named tuple: cheap to
+    build on the request path)."""
 
     request_id: str
     timestamp: float  # unix seconds
@@ -502,6 +503,10 @@ class PredictionBatch:
     classes: tuple[str, ...]
     predictions: list[str]
     probabilities: np.ndarray  # rows x classes, float64
+    # The request body as received (validated JSON: records or columns) and the response
+    # body as sent: what `predlog.PredictionLogger` stores, without re-encoding anything.
+    request_body: bytes | None = None
+    response_body: bytes | None = None
 
 
 class PredictionLog(Protocol):
@@ -626,7 +631,7 @@ class Service:
             batch = parse(self.contract, body)
         except RequestError as exc:
             return Answer(exc.status, exc.body())
-        return self._answer(model, batch, _request_id(request_id))
+        return self._answer(model, batch, _request_id(request_id), body)
 
     async def _read(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
         limit = self.body_limit
@@ -641,7 +646,7 @@ class Service:
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _answer(self, model: LoadedModel, batch: Batch, request_id: str) -> Answer:
+    def _answer(self, model: LoadedModel, batch: Batch, request_id: str, body: bytes) -> Answer:
         contract = self.contract
         unknown = unknown_categories(contract, batch) if contract.categorical else []
         labels, proba = model.predict(model_inputs(contract, batch))
@@ -661,21 +666,6 @@ class Service:
             )
             return Answer(error.status, error.body())
         predictions = labels.tolist()
-        if self.prediction_log is not None:
-            try:
-                self.prediction_log.record(
-                    PredictionBatch(
-                        request_id=request_id,
-                        timestamp=time.time(),
-                        model_version=self.version,
-                        features=batch.columns,
-                        classes=contract.classes,
-                        predictions=predictions,
-                        probabilities=proba,
-                    )
-                )
-            except Exception:
-                logger.warning("prediction log: record failed", exc_info=True)
         payload = {
             "model_version": self.version,
             "request_id": request_id,
@@ -684,7 +674,25 @@ class Service:
             "probabilities": proba.tolist(),
             "unknown_categories": unknown,
         }
-        return Answer(200, to_json(payload), ((REQUEST_ID_HEADER, request_id),))
+        response = to_json(payload)
+        if self.prediction_log is not None:
+            try:
+                self.prediction_log.record(
+                    PredictionBatch(
+                        request_id,
+                        time.time(),
+                        self.version,
+                        batch.columns,
+                        contract.classes,
+                        predictions,
+                        proba,
+                        body,
+                        response,
+                    )
+                )
+            except Exception:
+                logger.warning("prediction log: record failed", exc_info=True)
+        return Answer(200, response, ((REQUEST_ID_HEADER, request_id),))
 
 
 def _request_id(given: str | None) -> str:

@@ -119,7 +119,7 @@ def test_values_json_cannot_hold_are_stored_as_null(tmp_path: Path) -> None:
             records, np.array(["a", "b"]), [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}], "v", "r"
         )
     with sqlite3.connect(path) as connection:
-        (stored,) = connection.execute("SELECT features FROM predictions").fetchone()
+        (stored,) = connection.execute("SELECT request FROM prediction_requests").fetchone()
         rows = connection.execute("SELECT features FROM prediction_rows ORDER BY row").fetchall()
     assert stored == '{"x":[null,1.5],"n":[1,2]}'  # one request, its columns
     assert [json.loads(r[0]) for r in rows] == [{"x": None, "n": 1}, {"x": 1.5, "n": 2}]
@@ -248,7 +248,7 @@ def test_record_takes_the_serving_apis_prediction_batch(tmp_path: Path) -> None:
     )
     with PredictionLogger(path) as logger:  # no classes given: the batch names them
         logger.record(batch)
-        bad = PredictionBatch(**{**batch.__dict__, "request_id": "bad", "predictions": ["benign"]})
+        bad = batch._replace(request_id="bad", predictions=["benign"])
         logger.record(bad)  # 2 feature rows, 1 prediction: counted, not raised
     frame = read_log(path)
     assert frame["x"].tolist()[0] == 1.0 and pd.isna(frame["x"].tolist()[1])
@@ -259,13 +259,93 @@ def test_record_takes_the_serving_apis_prediction_batch(tmp_path: Path) -> None:
     assert logger.stats().failed == 1 and logger.stats().written == 2
 
 
+def _served(request_id: str, body: Any, predictions: list[str], ts: float) -> Any:
+    """A request as the serving API hands it over: its body and response as JSON bytes."""
+    from mlops_template.serve import PredictionBatch
+
+    proba = [[0.3, 0.7] if p == "malignant" else [0.6, 0.4] for p in predictions]
+    response = {"request_id": request_id, "classes": CLASSES, "predictions": predictions,
+                "probabilities": proba, "unknown_categories": []}  # fmt: skip
+    return PredictionBatch(
+        request_id, ts, "v3", {}, tuple(CLASSES), predictions, np.array(proba),
+        json.dumps(body).encode(), json.dumps(response).encode(),
+    )  # fmt: skip
+
+
+def test_the_apis_request_and_response_bodies_are_stored_as_served(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    records = [{"x": 1.5, "colour": "red"}, {"x": None, "colour": "blue"}]
+    columns = {"x": [7.0], "colour": ["green"]}
+    with PredictionLogger(path) as logger:
+        logger.record(_served("rec", records, ["malignant", "benign"], 100.0))
+        logger.record(_served("col", columns, ["benign"], 101.0))
+    with sqlite3.connect(path) as connection:
+        stored = connection.execute(
+            "SELECT request_id, ts, model_version, request, response FROM prediction_requests"
+        ).fetchall()
+        rows = connection.execute(
+            "SELECT request_id, row, prediction, features, probabilities FROM prediction_rows"
+        ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in stored] == [("rec", 100.0, "v3"), ("col", 101.0, "v3")]
+    assert json.loads(stored[0][3]) == records and json.loads(stored[1][3]) == columns
+    assert json.loads(stored[0][4])["predictions"] == ["malignant", "benign"]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("rec", 0, "malignant"), ("rec", 1, "benign"), ("col", 0, "benign")
+    ]  # fmt: skip
+    assert [json.loads(r[3]) for r in rows] == [*records, {"x": 7.0, "colour": "green"}]
+    assert json.loads(rows[2][4]) == {"benign": 0.6, "malignant": 0.4}
+
+    frame = read_log(path)
+    assert frame["x"].tolist()[0] == 1.5 and pd.isna(frame["x"].tolist()[1])
+    assert frame["colour"].tolist() == ["red", "blue", "green"]
+    assert frame[predlog.REQUEST_ID].tolist() == ["rec", "rec", "col"]
+    assert frame[f"{predlog.PROBABILITY_PREFIX}malignant"].tolist() == [0.7, 0.4, 0.4]
+    assert read_log(path, since=100.5)[predlog.REQUEST_ID].tolist() == ["col"]
+
+
+def test_a_request_that_cannot_be_parsed_costs_only_itself(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    path = tmp_path / "log.sqlite"
+    good = _served("good", [{"x": 1.0}], ["benign"], 100.0)
+    with PredictionLogger(path, flush_interval=5) as logger:
+        logger.record(good)
+        # a lone surrogate: valid JSON syntax that SQLite splits but orjson refuses
+        logger.record(good._replace(request_id="odd", request_body=b'[{"x": "\\ud800"}]'))
+        logger.record(good._replace(request_id="after", timestamp=101.0))
+    frame = read_log(path)
+    assert frame[predlog.REQUEST_ID].tolist() == ["good", "after"]
+    assert any("1 request(s) could not be read" in w for w in warnings)
+
+
+def test_a_file_that_is_not_this_log_format_is_named_not_overwritten(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE predictions (id INTEGER PRIMARY KEY, features TEXT)")
+    with PredictionLogger(path, classes=CLASSES, flush_interval=0.01) as logger:
+        logger.log(*_request(2), version="v1", request_id="r")
+        assert logger.flush()
+        assert logger.stats().failed == 2
+    assert any("old.sqlite" in w and "not a prediction log" in w for w in warnings)
+    with pytest.raises(ValueError, match=r"old\.sqlite.*not a prediction log.*predictions"):
+        read_log(path)
+    with sqlite3.connect(path) as connection:  # untouched
+        assert [r[0] for r in connection.execute("SELECT name FROM sqlite_master")] == [
+            "predictions"
+        ]
+
+
 def test_the_window_splits_rows_that_were_written_in_the_same_flush(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
     with PredictionLogger(path, classes=CLASSES, flush_interval=60) as logger:
         for k, ts in enumerate([100.0, 200.0, 300.0]):
             logger.log(*_request(2, offset=10 * k), version="v1", request_id=f"r{k}", timestamp=ts)
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT COUNT(*), SUM(rows) FROM predictions").fetchone() == (
+        assert connection.execute(
+            "SELECT COUNT(*), SUM(rows) FROM prediction_batches"
+        ).fetchone() == (
             1,
             6,
         )
@@ -328,13 +408,20 @@ def test_every_request_to_the_api_is_logged_exactly_once(
     server, stop = _serve_with_log(built_project, str(log), tmp_path / "server.log")
     work = _requests(built_project)
     statuses: list[int] = []
+    answers: dict[str, tuple[Any, str]] = {}  # request id -> (body sent, response received)
     try:
 
         def client(part: list[tuple[str, list[dict]]]) -> None:
             with httpx.Client(base_url=server.url, timeout=30) as http:
-                for request_id, body in part:
-                    r = http.post("/predict", json=body, headers={"x-request-id": request_id})
+                for k, (request_id, body) in enumerate(part):
+                    sent: Any = body
+                    route = "/predict"
+                    if k % 4 == 3:  # every fourth request through the columnar endpoint
+                        sent = {name: [row[name] for row in body] for name in body[0]}
+                        route = "/predict/columns"
+                    r = http.post(route, json=sent, headers={"x-request-id": request_id})
                     statuses.append(r.status_code)
+                    answers[request_id] = (sent, r.text)
 
         threads = [threading.Thread(target=client, args=(work[i::8],)) for i in range(8)]
         for thread in threads:
@@ -347,6 +434,15 @@ def test_every_request_to_the_api_is_logged_exactly_once(
     expected = {(request_id, row) for request_id, body in work for row in range(len(body))}
     logged = _rows(log)
     assert len(logged) == len(expected) and set(logged) == expected
+    # stored as served: the body each client sent, the response it received, byte for byte
+    with sqlite3.connect(log) as connection:
+        stored = connection.execute(
+            "SELECT request_id, request, response FROM prediction_requests"
+        ).fetchall()
+    assert len(stored) == len(work)
+    for request_id, request, response in stored:
+        sent, received = answers[request_id]
+        assert json.loads(request) == sent and response == received, request_id
     frame = read_log(log)
     assert frame[predlog.MODEL_VERSION].unique().tolist() == ["dev"]
     assert frame[predlog.PREDICTION].isin(["benign", "malignant"]).all()

@@ -1,6 +1,7 @@
 """monitor.yaml under act (drift -> one issue + a retraining PR; no drift -> nothing
-posted), and the `monitor issue` / `monitor pr` commands against the harness's fake `gh`
-and `cml` recorder.
+posted; the daily schedule reads the MONITOR_SOURCE secret, a sqlite:////ABSOLUTE URL of a
+prediction log, for the last 24h), and the `monitor issue` / `monitor pr` commands against
+the harness's fake `gh` and `cml` recorder.
 
 The act runs use a throw-away copy of the template whose committed DVC config points at
 the session's shared DVC cache, so `make repro` restores what earlier runs built.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,16 @@ from tests.workflows.act import (
 )
 
 from mlops_template.data import load_builtin
+from mlops_template.predlog import PredictionLogger
 
 REPO = "acme/mlops-demo"
 DRIFTED = "data/monitoring/drifted.parquet"
 FRESH = "data/monitoring/fresh.parquet"
 LABELLED = "data/monitoring/labelled.csv"
 CML_BIN = STANDINS / "iterative" / "setup-cml" / "bin"
+CRON = "17 5 * * *"
+LOGGED_RECENT = 250  # drifted rows an hour old: inside the scheduled 24h window
+LOGGED_OLD = 300  # undrifted rows two days old: outside it
 ISSUE_STEP = "Open or update the drift issue"
 RETRAIN_STEP = "Add the labelled data, retrain and open a pull request"
 
@@ -90,6 +97,46 @@ def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path) -> GitRepo:
     return repo
 
 
+def schedule_event(repo: GitRepo) -> dict[str, Any]:
+    """What GitHub sends a scheduled run: the cron line and the repository, no inputs."""
+    payload = webhook_example("workflow_dispatch")
+    return {
+        "schedule": CRON,
+        "repository": retarget_repo(payload["repository"], repo.full_name),
+        "workflow": ".github/workflows/monitor.yaml",
+    }
+
+
+@pytest.fixture(scope="module")
+def prediction_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log as the serving API writes it: LOGGED_OLD rows of the training data two days
+    ago (model v0), then LOGGED_RECENT drifted rows an hour ago (model v1)."""
+    data = load_builtin("breast_cancer")
+    drifted = _batches()[DRIFTED]
+    classes = sorted(data["target"].astype(str).unique())
+    path = tmp_path_factory.mktemp("predlog") / "predictions.sqlite"
+    logger = PredictionLogger(path, classes=classes)
+    now = time.time()
+    for rows, version, age in (
+        (data.drop(columns=["target"]).head(LOGGED_OLD), "v0", timedelta(days=2)),
+        (drifted.tail(LOGGED_RECENT), "v1", timedelta(hours=1)),
+    ):
+        labels = data.loc[rows.index, "target"].astype(str).tolist()
+        probabilities = [[0.9 if c == label else 0.1 for c in classes] for label in labels]
+        queued = logger.log(
+            rows.to_dict("records"),
+            labels,
+            probabilities,
+            version,
+            f"req-{version}",
+            timestamp=now - age.total_seconds(),
+        )
+        assert queued
+    logger.close()
+    assert logger.stats().written == LOGGED_OLD + LOGGED_RECENT, logger.stats()
+    return path
+
+
 def gh_calls(world: World) -> list[list[str]]:
     log = world.store / "api" / "calls.jsonl"
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -117,6 +164,19 @@ def drift_run(
         "monitor.yaml",
     )
     return result, gh_calls(world)[before:]
+
+
+@pytest.fixture(scope="module")
+def scheduled_run(
+    world: World, repo: GitRepo, prediction_log: Path
+) -> tuple[ActResult, str, list[list[str]]]:
+    """The daily run: no inputs, MONITOR_SOURCE a database URL of the prediction log."""
+    source = f"sqlite:///{prediction_log}"  # sqlite:////ABSOLUTE/path
+    before = len(gh_calls(world))
+    result = world.act(
+        repo, "schedule", schedule_event(repo), "monitor.yaml", secrets={"MONITOR_SOURCE": source}
+    )
+    return result, source, gh_calls(world)[before:]
 
 
 @pytest.mark.slow
@@ -177,6 +237,41 @@ def test_drift_opens_one_issue_with_the_report_and_a_retraining_pr(
     assert call["flags"]["branch"].startswith("retrain/feedback-")
     assert "'mean_texture' drifted" in call["flags"]["body"]
     assert "md" in call["flags"] and "squash" not in call["flags"]  # a person merges it
+
+
+@pytest.mark.slow
+def test_scheduled_run_reads_the_log_url_secret_for_24h_and_opens_the_issue(
+    scheduled_run: tuple[ActResult, str, list[list[str]]],
+) -> None:
+    result, source, calls = scheduled_run
+    assert result.succeeded, result
+    report = json.loads((result.artifact("drift-report") / "drift.json").read_text())
+
+    # The MONITOR_SOURCE secret (no `source` input on a schedule), read as a prediction log
+    # for `inputs.last || '24h'`: only the recent rows, none of the two-day-old ones.
+    assert report["source"] == source and source.startswith("sqlite:////")
+    assert report["rows"]["current"] == LOGGED_RECENT
+    assert report["model_versions"] == {"v1": LOGGED_RECENT}
+    window = report["window"]
+    assert window["until"] is None and window["model_version"] is None
+    span = datetime.fromisoformat(report["created_at"]) - datetime.fromisoformat(window["since"])
+    assert timedelta(hours=24) <= span < timedelta(hours=24, minutes=10), window
+    assert report["reference"]["commit"] is None  # no prod model yet: this branch's own
+
+    # Drift: the one issue is opened as on a dispatched run; no labelled data, so no PR.
+    assert report["status"] == "drift" and report["drifted_features"][0] == "mean_texture"
+    assert result.step_succeeded(ISSUE_STEP), result
+    assert [c[1] for c in calls] == [
+        f"repos/{REPO}/labels",
+        f"repos/{REPO}/issues",
+        f"repos/{REPO}/issues",
+    ]
+    create = calls[-1]
+    fields = dict(a.split("=", 1) for a in create if "=" in a and not a.startswith("-"))
+    assert "POST" in create and fields["labels[]"] == "drift"
+    assert "mean_texture" in fields["body"]
+    assert f"/{REPO}/actions/runs/{result.run_id}" in fields["body"]
+    assert not result.step_ran(RETRAIN_STEP) and result.cml_calls() == []
 
 
 # --- the commands alone, against the same fakes (no act) -------------------------------

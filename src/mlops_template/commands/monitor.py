@@ -76,6 +76,8 @@ def redact(source: str) -> str:
         return f"{parts.scheme}://{host}{parts.path}"
     if parts.scheme and "@" in source:
         return f"{parts.scheme}:<redacted>"
+    if len(parts.scheme) > 1 and parts.query:  # sqlite:///x?key=... (not C:\\...)
+        return source.split("?", 1)[0]
     return source
 
 
@@ -124,12 +126,14 @@ def _run_tool(args: list[str], what: str) -> None:
 
 
 def sqlite_path(source: str) -> Path:
-    """sqlite:///relative/path or sqlite:////absolute/path (SQLAlchemy's convention)."""
-    rest = source.removeprefix("sqlite:")
-    if rest.startswith("///"):
+    """sqlite:///relative/path or sqlite:////absolute/path (SQLAlchemy's convention; a
+    ?query of driver options is ignored: the log is opened read-only)."""
+    rest = source.removeprefix("sqlite:").split("?", 1)[0]
+    if rest.startswith("///") and rest[3:].strip("/"):
         return Path(rest[3:])
     raise MonitorError(
-        f"{redact(source)!r}: write sqlite:///relative/path or sqlite:////absolute/path"
+        f"--current {redact(source)!r}: not a SQLite URL: write sqlite:///relative/path or "
+        "sqlite:////absolute/path"
     )
 
 
@@ -137,7 +141,12 @@ def sqlite_path(source: str) -> Path:
 def local_source(source: str) -> Iterator[Path]:
     """The source as a local file (downloaded to a temporary directory when remote)."""
     if source.startswith("sqlite:"):
-        yield sqlite_path(source)
+        path = sqlite_path(source)
+        if not path.is_file():
+            raise MonitorError(
+                f"--current {redact(source)!r}: no prediction log at {str(path.absolute())!r}"
+            )
+        yield path
         return
     parts = urlsplit(source)
     if parts.scheme and len(parts.scheme) > 1 and parts.netloc:  # a URL, not C:\...
@@ -466,6 +475,11 @@ def _monitor_errors() -> Iterator[None]:
         yield
     except MonitorError as exc:
         logger.error("%s", exc)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except FileNotFoundError as exc:
+        if exc.filename is not None:
+            raise  # user_errors names the file
+        logger.error("%s", exc)  # e.g. predlog.read_log's own message: it names the file
         raise typer.Exit(EXIT_USER_ERROR) from None
     except ValueError as exc:  # e.g. an unreadable prediction log
         if type(exc).__name__ in ("ParamsError", "DataError"):
