@@ -54,7 +54,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -256,6 +256,7 @@ class PredictionLogger:
         flush_rows: int = 4096,
         flush_interval: float = 0.2,
         max_queue_rows: int = 100_000,
+        max_batch_bytes: int = 16 * 1024 * 1024,
         busy_timeout: float = 5.0,
         warn_interval: float = 60.0,
     ) -> None:
@@ -264,6 +265,7 @@ class PredictionLogger:
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
         self.max_queue_rows = max_queue_rows
+        self.max_batch_bytes = max_batch_bytes
         self.busy_timeout = busy_timeout
         self.warn_interval = warn_interval
         self._cond = threading.Condition()
@@ -465,8 +467,18 @@ class PredictionLogger:
             connection = self._connect()
             with connection:
                 for version, (stamps, ids, bodies, responses, counts) in groups.items():
-                    _insert(connection, version, stamps, ids, bodies, responses, sum(counts))
-                    count += sum(counts)
+                    for part in _slices(bodies, responses, self.max_batch_bytes):
+                        rows = sum(counts[part])
+                        _insert(
+                            connection,
+                            version,
+                            stamps[part],
+                            ids[part],
+                            bodies[part],
+                            responses[part],
+                            rows,
+                        )
+                        count += rows
         except (sqlite3.Error, OSError, LogFormatError) as exc:
             self._close_connection()
             count = sum(sum(group[4]) for group in groups.values())
@@ -584,6 +596,21 @@ def _json_array_pieces(items: list[bytes]) -> tuple[int, list[bytes]]:
     run.append(b"]")
     pieces.append(b"".join(run))
     return sum(map(len, pieces)), pieces
+
+
+def _slices(bodies: list[bytes], responses: list[bytes], max_bytes: int) -> Iterator[slice]:
+    """Consecutive runs of requests holding at most `max_bytes` of JSON each (a bigger
+    request alone): what one stored row takes. A backlog (after a locked database, say)
+    would otherwise become one value over SQLite's 1 GB limit, and be lost whole."""
+    start, size = 0, 0
+    for index, (body, response) in enumerate(zip(bodies, responses, strict=True)):
+        length = len(body) + len(response) + 2
+        if index > start and size + length > max_bytes:
+            yield slice(start, index)
+            start, size = index, 0
+        size += length
+    if start < len(bodies):
+        yield slice(start, len(bodies))
 
 
 def _insert(

@@ -318,6 +318,32 @@ def test_a_request_that_cannot_be_parsed_costs_only_itself(
     assert any("1 request(s) could not be read" in w for w in warnings)
 
 
+def test_a_backlog_is_stored_in_rows_of_bounded_size(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    # nothing written until close(): 60 requests pile up, as behind a locked database
+    with PredictionLogger(
+        path, flush_interval=60, flush_rows=10**6, max_batch_bytes=4000
+    ) as logger:
+        for k in range(60):
+            logger.record(
+                _served(f"r{k}", [{"x": float(k)}] * (1 + k % 3), ["benign"] * (1 + k % 3), k)
+            )
+        big = [{"x": 1.0, "pad": "p" * 5000}]  # alone over the limit: a row of its own
+        logger.record(_served("big", big, ["benign"], 61.0))
+    with sqlite3.connect(path) as connection:
+        sizes = connection.execute(
+            "SELECT requests, length(inputs) + length(outputs) FROM prediction_batches ORDER BY id"
+        ).fetchall()
+    assert len(sizes) >= 4 and sum(n for n, _ in sizes) == 61  # ~11 kB of JSON: 3 rows + big
+    assert all(size <= 4000 + 2 for n, size in sizes[:-1]) and sizes[-1][0] == 1
+    frame = read_log(path)
+    assert frame[predlog.REQUEST_ID].drop_duplicates().tolist() == [
+        *(f"r{k}" for k in range(60)),
+        "big",
+    ]
+    assert len(frame) == sum(1 + k % 3 for k in range(60)) + 1
+
+
 def test_a_file_that_is_not_this_log_format_is_named_not_overwritten(
     tmp_path: Path, warnings: list[str]
 ) -> None:
