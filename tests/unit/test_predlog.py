@@ -494,3 +494,26 @@ def test_a_read_only_log_path_does_not_fail_requests(built_project: Path, tmp_pa
         stop(server)
     assert answers == [200] * 40
     assert "not logged" in server.output()
+
+
+def test_the_writer_thread_yields_the_cpu_to_serving(tmp_path: Path) -> None:
+    task = Path("/proc/self/task")
+    if not task.is_dir():
+        pytest.skip("no /proc: thread priorities are not visible here")
+
+    def nice(thread_id: int | None) -> int:
+        fields = (task / str(thread_id) / "stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[16])  # field 19 of proc(5); 3 fields precede the split point
+
+    if nice(threading.get_native_id()) != 0:
+        pytest.skip("the tests run at a lowered priority already")
+    with PredictionLogger(tmp_path / "log.sqlite") as logger:
+        deadline = time.monotonic() + 5
+        while nice(logger._thread.native_id) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the thread sets its own priority as it starts
+        assert nice(logger._thread.native_id) == 10
+        assert nice(threading.get_native_id()) == 0  # the caller's thread is left alone
+    with PredictionLogger(tmp_path / "log2.sqlite", writer_nice=0) as logger:
+        logger.log(*_request(1), version="v1", request_id="r")
+        assert logger.flush()
+        assert nice(logger._thread.native_id) == 0
