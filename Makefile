@@ -124,6 +124,10 @@ monitor: .venv/.synced ## Drift check vs the training data: make monitor SOURCE=
 monitor-append: .venv/.synced ## Add a labelled batch to the training data: make monitor-append BATCH=labelled.csv
 	$(RUN) python -m mlops_template monitor append $(if $(BATCH),--batch "$(BATCH)")
 
+.PHONY: monitor-prune
+monitor-prune: .venv/.synced ## Delete logged predictions older than OLDER_THAN (default 90d): retention
+	$(RUN) python -m mlops_template monitor prune --older-than "$(or $(OLDER_THAN),90d)"
+
 .PHONY: monitor-issue
 monitor-issue: .venv/.synced ## Open or update the one `drift` issue with reports/monitor/ (gh, GH_TOKEN)
 	$(RUN) python -m mlops_template monitor issue

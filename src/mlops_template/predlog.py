@@ -760,6 +760,31 @@ def read_log(
     return frame[[c for c in frame.columns if c not in meta] + meta]
 
 
+def prune(path: Path | str, before: datetime | float) -> tuple[int, int]:
+    """Delete the stored batches whose requests all came before `before` (a batch that
+    straddles it is kept whole); (batches, predictions) deleted. Safe while a server
+    writes: one short transaction, then the WAL is checkpointed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prediction log {str(path)!r} does not exist")
+    cutoff = to_epoch(before)
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        _check_format(connection, path, creating=False)
+        with connection:
+            batches, rows = connection.execute(
+                "SELECT COUNT(*), COALESCE(SUM(rows), 0) FROM prediction_batches WHERE ts_last < ?",
+                (cutoff,),
+            ).fetchone()
+            connection.execute("DELETE FROM prediction_batches WHERE ts_last < ?", (cutoff,))
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error as exc:
+        raise ValueError(f"prediction log {str(path)!r} cannot be pruned: {exc}") from exc
+    finally:
+        connection.close()
+    return int(batches), int(rows)
+
+
 def _requests(
     connection: sqlite3.Connection,
     ids: bytes,

@@ -517,3 +517,36 @@ def test_the_writer_thread_yields_the_cpu_to_serving(tmp_path: Path) -> None:
         logger.log(*_request(1), version="v1", request_id="r")
         assert logger.flush()
         assert nice(logger._thread.native_id) == 0
+
+
+def test_prune_deletes_old_predictions_and_the_command_names_what_it_did(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "log.sqlite"
+    now = time.time()
+    with PredictionLogger(path, classes=CLASSES, flush_interval=60) as logger:
+        for request_id, age_days in (("old", 40), ("recent", 1)):
+            logger.log(*_request(2), version="v1", request_id=request_id,
+                       timestamp=now - age_days * 86400)  # fmt: skip
+            logger.flush()
+    assert predlog.prune(path, now - 30 * 86400) == (1, 2)
+    assert read_log(path)[predlog.REQUEST_ID].tolist() == ["recent", "recent"]
+    assert predlog.prune(path, now - 30 * 86400) == (0, 0)  # nothing left that old
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mlops_template", "monitor", "prune", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    done = command("--log", str(path), "--older-than", "12h")
+    assert done.returncode == 0, done.stderr
+    assert "deleted 2 prediction(s)" in done.stderr + done.stdout
+    assert len(read_log(path)) == 0
+    bad = command("--log", str(path), "--older-than", "soon")
+    assert bad.returncode == 2 and "--older-than 'soon'" in bad.stderr + bad.stdout
+    missing = command("--log", str(tmp_path / "nope.sqlite"), "--older-than", "1d")
+    assert missing.returncode == 2 and "nope.sqlite" in missing.stderr + missing.stdout

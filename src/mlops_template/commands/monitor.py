@@ -81,12 +81,12 @@ def redact(source: str) -> str:
     return source
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, option: str = "--last") -> timedelta:
     """'24h', '30m', '7d', '1w', '90s' -> timedelta."""
     match = DURATION.match(text)
     if not match:
         raise MonitorError(
-            f"--last {text!r}: use a number and a unit s, m, h, d or w, e.g. 24h or 7d"
+            f"{option} {text!r}: use a number and a unit s, m, h, d or w, e.g. 24h or 7d"
         )
     return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
 
@@ -486,6 +486,40 @@ def _monitor_errors() -> Iterator[None]:
             raise
         logger.error("%s", exc)
         raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@monitor_app.command("prune")
+def prune(
+    log: Path = typer.Option(
+        None,
+        "--log",
+        envvar="PREDICTION_LOG",
+        help="The prediction log (default logs/predictions.sqlite). Env: PREDICTION_LOG.",
+        show_default=False,
+    ),
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Delete predictions older than this, e.g. 30d or 12w."
+    ),
+) -> None:
+    """Delete old predictions from the prediction log (retention). The server may keep
+    writing meanwhile; freed space is reused by new rows (VACUUM shrinks the file)."""
+    from mlops_template import predlog
+
+    with _monitor_errors():
+        age = parse_duration(older_than, "--older-than")
+        cutoff = datetime.now(UTC) - age
+        path = log or paths.PREDICTION_LOG
+        batches, rows = predlog.prune(path, cutoff)
+    logger.info(
+        "%s: deleted %d prediction(s) from before %s (%d stored batch(es))",
+        path,
+        rows,
+        cutoff.isoformat(timespec="seconds"),
+        batches,
+    )
 
 
 # --------------------------------------------------------------------------- append
