@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ REQUEST_ROWS = 1000
 SINGLE_REQUESTS = 20_000
 
 sys.path.insert(0, str(BENCH))
-from serving import Http, Server, free_port, quiet_env  # noqa: E402
+from serving import Http, Server, free_port, load_phase, quiet_env  # noqa: E402
 
 SERVER_SCRIPT = """
 import os, sys, uvicorn
@@ -229,37 +228,6 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     stat = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
     fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def load_phase(port: int, raws: list[bytes], clients: int, seconds: float) -> tuple[int, float]:
-    """(requests answered 200, elapsed seconds) with `clients` keep-alive connections."""
-    counts = [0] * clients
-    errors: list[str] = []
-    deadline = time.perf_counter() + seconds
-
-    def worker(index: int) -> None:
-        client = Http(port)
-        i = index
-        try:
-            while time.perf_counter() < deadline:
-                status, body = client.send(raws[i % len(raws)])
-                if status != 200:
-                    errors.append(f"HTTP {status}: {body[:200]!r}")
-                    return
-                counts[index] += 1
-                i += clients
-        finally:
-            client.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(errors[0])
-    return sum(counts), time.perf_counter() - started
 
 
 def paced_latencies_ms(port: int, raws: list[bytes], rate: float, seconds: float) -> list[float]:

@@ -124,6 +124,12 @@ def latencies_ms(port: int, raws: list[bytes], n: int) -> list[float]:
 
 def throughput(port: int, raws: list[bytes], clients: int, seconds: float) -> float:
     """Requests/s with `clients` concurrent keep-alive connections, each sending in a loop."""
+    count, elapsed = load_phase(port, raws, clients, seconds)
+    return count / elapsed
+
+
+def load_phase(port: int, raws: list[bytes], clients: int, seconds: float) -> tuple[int, float]:
+    """(requests answered 200, elapsed seconds) with `clients` keep-alive connections."""
     counts = [0] * clients
     errors: list[str] = []
     deadline = time.perf_counter() + seconds
@@ -150,7 +156,7 @@ def throughput(port: int, raws: list[bytes], clients: int, seconds: float) -> fl
         t.join()
     if errors:
         raise RuntimeError(errors[0])
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(counts), time.perf_counter() - started
 
 
 # --------------------------------------------------------------------------- servers
