@@ -27,6 +27,7 @@ import pandas as pd
 from mlops_template.config import CompareParams, GateParams, flatten
 from mlops_template.evaluate import HIGHER_IS_BETTER, compute_metrics, confusion
 from mlops_template.features import categorical_features, feature_names, target_labels
+from mlops_template.files import json_number
 
 if TYPE_CHECKING:
     from mlops_template.worktree import BaseArtifacts
@@ -705,9 +706,6 @@ def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
 def comparison_summary(comparison: Comparison, decision: GateDecision) -> dict[str, Any]:
     """Machine-readable summary (reports/pr/comparison.json) for later tooling."""
 
-    def number(value: float | None) -> float | None:
-        return None if value is None or not math.isfinite(value) else value
-
     return {
         "base_available": comparison.base_available,
         "base_note": comparison.base_note,
@@ -720,10 +718,10 @@ def comparison_summary(comparison: Comparison, decision: GateDecision) -> dict[s
         },
         "metrics": {
             m.name: {
-                "pr": number(m.pr),
-                "base": number(m.base),
-                "delta": number(m.delta),
-                "ci": [number(m.ci_low), number(m.ci_high)],
+                "pr": json_number(m.pr),
+                "base": json_number(m.base),
+                "delta": json_number(m.delta),
+                "ci": [json_number(m.ci_low), json_number(m.ci_high)],
                 "verdict": m.verdict,
             }
             for m in comparison.metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -47,6 +48,11 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, payload: Any) -> None:
     write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def json_number(value: float | None) -> float | None:
+    """JSON has no NaN: undefined numbers are written as null."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def read_json(path: Path) -> Any:

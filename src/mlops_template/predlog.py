@@ -215,8 +215,8 @@ def _probability_rows(
         columns = [np.asarray(v, dtype=float) for v in probabilities.values()]
         matrix = np.column_stack(columns) if columns else np.empty((rows, 0))
     elif len(probabilities) and isinstance(probabilities[0], Mapping):  # {class: p} per row
-        names = [str(n) for n in dict.fromkeys(k for row in probabilities for k in row)]
         keys = list(dict.fromkeys(k for row in probabilities for k in row))
+        names = [str(k) for k in keys]
         matrix = np.array([[row.get(k, np.nan) for k in keys] for row in probabilities], float)
     else:
         matrix = np.asarray(probabilities, dtype=float).reshape(len(probabilities), -1)

@@ -137,11 +137,29 @@ def repro_env(worktree: Path) -> dict[str, str]:
     return env
 
 
+def repro_in_worktree(
+    tree: Path, root: Path, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`dvc repro` in TREE, a temporary worktree of ROOT, with that commit's own code and
+    ROOT's DVC cache (what ROOT already built is restored, not rerun). Raises
+    subprocess.TimeoutExpired after `timeout` seconds."""
+    (tree / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache_dir(root)}\n")
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=tree,
+        env=repro_env(tree),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
 def _read_optional_json(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def _tail(text: str, lines: int = 15) -> str:
+def tail(text: str, lines: int = 15) -> str:
+    """The last `lines` lines of a tool's output (what an error message quotes)."""
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -163,21 +181,12 @@ def obtain_base(ref: str, root: Path, timeout: float = REPRO_TIMEOUT_SECONDS) ->
 
     if not has_file(commit, "dvc.yaml", root):
         return done("no_pipeline", f"{ref} ({commit[:8]}) has no dvc.yaml: no base model")
-    cache = cache_dir(root)
     with temporary_worktree(commit, root) as tree:
         if not (tree / ".dvc").is_dir():
             return done("no_pipeline", f"{ref} ({commit[:8]}) is not a DVC project (no .dvc/)")
-        (tree / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n")
         logger.info("reproducing base %s (%s) in a temporary worktree", ref, commit[:8])
         try:
-            result = subprocess.run(
-                [sys.executable, "-m", "dvc", "repro"],
-                cwd=tree,
-                env=repro_env(tree),
-                text=True,
-                capture_output=True,
-                timeout=timeout,
-            )
+            result = repro_in_worktree(tree, root, timeout)
         except subprocess.TimeoutExpired:
             return done("failed", f"dvc repro of {ref} took more than {timeout:.0f}s")
         output = result.stdout + result.stderr
@@ -185,7 +194,7 @@ def obtain_base(ref: str, root: Path, timeout: float = REPRO_TIMEOUT_SECONDS) ->
         if result.returncode != 0:
             return done(
                 "failed",
-                f"dvc repro of {ref} ({commit[:8]}) failed:\n{_tail(output)}",
+                f"dvc repro of {ref} ({commit[:8]}) failed:\n{tail(output)}",
                 stages_run=ran,
                 stages_restored=restored,
             )

@@ -228,7 +228,12 @@ def stage_commit(stage: str, name: str, root: Path = Path()) -> tuple[str, str] 
 def reference_files(ref: str | None, stage: str | None, model_name: str) -> Iterator[Reference]:
     """The reference files: the workspace's, or those of REF / of the commit in STAGE,
     reproduced in a temporary worktree that shares the DVC cache."""
-    from mlops_template.worktree import cache_dir, repro_env, resolve_commit, temporary_worktree
+    from mlops_template.worktree import (
+        repro_in_worktree,
+        resolve_commit,
+        tail,
+        temporary_worktree,
+    )
 
     root = Path.cwd()
     label = None
@@ -257,18 +262,11 @@ def reference_files(ref: str | None, stage: str | None, model_name: str) -> Iter
         yield Reference(root, label, commit)
         return
     with temporary_worktree(commit, root) as tree:
-        (tree / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache_dir(root)}\n")
         logger.info("reproducing the reference %s in a temporary worktree", label)
-        result = subprocess.run(
-            [sys.executable, "-m", "dvc", "repro"],
-            cwd=tree,
-            env=repro_env(tree),
-            text=True,
-            capture_output=True,
-        )
+        result = repro_in_worktree(tree, root)
         if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
-            raise MonitorError(f"dvc repro of the reference {label} failed:\n{tail}")
+            output = tail(result.stdout + result.stderr, 8)
+            raise MonitorError(f"dvc repro of the reference {label} failed:\n{output}")
         yield Reference(tree, label, commit)
 
 

@@ -11,7 +11,6 @@ and for promote/rollback `promoted`, `previous`, `model-sha256`.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import typer
 
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params, pipeline_is_fresh, user_errors
-from mlops_template.files import read_json, write_json, write_text
+from mlops_template.files import json_number, read_json, write_json, write_text
 from mlops_template.log import get_logger
 
 logger = get_logger("registry")
@@ -92,11 +91,6 @@ def _model_name(root: Path) -> str:
             f"{known or 'none'}); add it under `artifacts:` or change the param"
         )
     return name
-
-
-def _number(value: float | None) -> float | None:
-    """JSON has no NaN: undefined numbers are written as null."""
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _date(unix: int) -> str:
@@ -228,7 +222,7 @@ def _write_card(
     )
     write_text(paths.MODEL_CARD, card)
     return {
-        m: {"value": _number(i.value), "ci": [_number(i.low), _number(i.high)]}
+        m: {"value": json_number(i.value), "ci": [json_number(i.low), json_number(i.high)]}
         for m, i in intervals.items()
     }
 
@@ -335,10 +329,10 @@ def _promote(
         "metrics": metrics,
         "comparison": {
             m.name: {
-                "prod": _number(m.base),
-                "new": _number(m.pr),
-                "delta": _number(m.delta),
-                "ci": [_number(m.ci_low), _number(m.ci_high)],
+                "prod": json_number(m.base),
+                "new": json_number(m.pr),
+                "delta": json_number(m.delta),
+                "ci": [json_number(m.ci_low), json_number(m.ci_high)],
                 "verdict": m.verdict,
             }
             for m in comparison.metrics
