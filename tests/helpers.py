@@ -1,4 +1,10 @@
-"""Helpers shared by the test tiers: run real commands, make throw-away project copies."""
+"""Helpers shared by the test tiers: run real commands, make throw-away project copies.
+
+Two kinds of tests (README, "Tests"): the template's own tests run on fixtures
+(tests/fixtures/: FIXTURE_PARAMS, fixture data) and on copies made by `copy_template`,
+which carry those fixtures instead of the project's params.yaml and data/, so they stay
+green whatever a fork changes there; tests/project/ checks the project's own params.yaml
+and data (`copy_template(..., as_project=True)`)."""
 
 from __future__ import annotations
 
@@ -12,12 +18,49 @@ import yaml
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+FIXTURES = TEMPLATE_ROOT / "tests" / "fixtures"
+# The template's default params.yaml, frozen: what the template's own tests run with.
+FIXTURE_PARAMS = FIXTURES / "params.yaml"
+# A real-world-like CSV (a frozen copy of examples/churn/churn.csv, which `make init`
+# removes): target `churn`, id column `customer_id`.
+FIXTURE_CHURN_CSV = FIXTURES / "data" / "churn.csv"
 
 
 def uv_binary() -> str:
-    """The uv that built this environment: on PATH, or bootstrapped by the Makefile."""
-    found = shutil.which("uv")
-    return found or str(TEMPLATE_ROOT / ".tools" / "bin" / "uv")
+    """The uv `make` uses, found as the Makefile finds it (`command -v uv`, else the one it
+    bootstrapped into .tools/bin/), else the uv running this session (`uv run` sets UV)."""
+    for found in (
+        shutil.which("uv"),
+        TEMPLATE_ROOT / ".tools" / "bin" / "uv",
+        os.environ.get("UV"),
+    ):
+        if found and os.access(found, os.X_OK):
+            return str(found)
+    raise AssertionError(
+        f"no uv: not on PATH, not at {TEMPLATE_ROOT / '.tools/bin/uv'} (`make install` "
+        "bootstraps it there) and UV is not set"
+    )
+
+
+def path_without(program: str, shadow: Path, path: str | None = None) -> str:
+    """PATH (default: this process's) on which `program` cannot be found, as on a machine
+    where it was never installed: each directory holding it is replaced by a directory
+    (under `shadow`) of links to everything else in it."""
+    entries = []
+    for index, entry in enumerate((os.environ["PATH"] if path is None else path).split(os.pathsep)):
+        folder = Path(entry)
+        if not entry or not (folder / program).exists():
+            entries.append(entry)
+            continue
+        twin = shadow / str(index)
+        twin.mkdir(parents=True, exist_ok=True)
+        for item in folder.iterdir():
+            if item.name != program and not os.path.lexists(twin / item.name):
+                (twin / item.name).symlink_to(item)
+        entries.append(str(twin))
+    result = os.pathsep.join(entries)
+    assert shutil.which(program, path=result) is None, result
+    return result
 
 
 def link_venv(project: Path) -> None:
@@ -71,13 +114,34 @@ def tracked_files(root: Path = TEMPLATE_ROOT) -> list[str]:
     return [f for f in out.split("\0") if f and (root / f).is_file()]
 
 
-def copy_template(dest: Path, init_git: bool = True, dvc_cache: Path | None = None) -> Path:
-    """A fresh copy of the template in `dest` (a new git repo with one commit)."""
+def _is_project_data(rel: str) -> bool:
+    """The project's own data (data/...), which template tests never see; .gitkeep stays."""
+    return rel.startswith("data/") and not rel.endswith("/.gitkeep")
+
+
+def copy_template(
+    dest: Path, init_git: bool = True, dvc_cache: Path | None = None, as_project: bool = False
+) -> Path:
+    """A fresh copy of the template in `dest` (a new git repo with one commit).
+
+    By default the copy has the template's fixtures in place of the project's own
+    choices (FIXTURE_PARAMS as params.yaml, nothing in data/): what the template's tests
+    build on, whatever a fork changed. as_project=True: the project as it is, its
+    params.yaml and everything under data/external/ (git-ignored files included, e.g.
+    data tracked by DVC), for the project's own checks (tests/project/)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for rel in tracked_files():
+    files = [rel for rel in tracked_files() if as_project or not _is_project_data(rel)]
+    if as_project:
+        external = TEMPLATE_ROOT / "data" / "external"
+        files += [
+            p.relative_to(TEMPLATE_ROOT).as_posix() for p in external.rglob("*") if p.is_file()
+        ]
+    for rel in dict.fromkeys(files):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(TEMPLATE_ROOT / rel, target)
+    if not as_project:
+        shutil.copyfile(FIXTURE_PARAMS, dest / "params.yaml")
     if init_git:
         run(["git", "init", "-q", "-b", "main"], dest)
         run(["git", "add", "-A"], dest)

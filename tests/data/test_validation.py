@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.conftest import mixed_dataset
-from tests.helpers import TEMPLATE_ROOT, edit_params, run
+from tests.helpers import FIXTURE_PARAMS, edit_params, run
 
 SOURCE = "data/external/input.csv"
 
@@ -64,7 +64,7 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame | None], str, str |
 def make_project(root: Path, frame: pd.DataFrame | None) -> Path:
     """A minimal project: params.yaml pointing at data/external/input.csv, nothing else."""
     root.mkdir(parents=True)
-    shutil.copy(TEMPLATE_ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy(FIXTURE_PARAMS, root / "params.yaml")
     edit_params(
         root, **{"data.source": SOURCE, "data.target": "label", "data.id_columns": ["customer_id"]}
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.conftest import mixed_dataset
-from tests.helpers import TEMPLATE_ROOT
+from tests.helpers import FIXTURE_PARAMS
 
 from mlops_template.config import DataParams, Params, SplitParams, load_params
 from mlops_template.data import load_builtin, stratified_split
@@ -28,7 +28,7 @@ MIN_BALANCED_ACCURACY = 0.90
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(TEMPLATE_ROOT / "params.yaml")
+    return load_params(FIXTURE_PARAMS)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers import TEMPLATE_ROOT, run
+from tests.helpers import FIXTURE_PARAMS, run
 
 OUTPUTS = ["models/model.skops", "models/model.onnx", "models/train_info.json", "eval/metrics.json"]
 
@@ -22,7 +22,7 @@ def digests(project: Path) -> dict[str, str]:
 def test_train_and_evaluate_are_byte_identical_across_processes(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    shutil.copy(TEMPLATE_ROOT / "params.yaml", project / "params.yaml")
+    shutil.copy(FIXTURE_PARAMS, project / "params.yaml")
     stage = [sys.executable, "-m", "mlops_template"]
     for command in ("ingest", "validate", "split"):
         run([*stage, command], project)

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 from tests.conftest import mixed_dataset
-from tests.helpers import TEMPLATE_ROOT, tool_env
+from tests.helpers import FIXTURE_PARAMS, tool_env
 
 # What a served project needs: the files the Dockerfile bakes into the image.
 SERVED_FILES = (
@@ -170,7 +170,7 @@ def mixed_model(tmp_path_factory: pytest.TempPathFactory) -> MixedModel:
     )
     (root / "data/schema.json").write_text(json.dumps(schema))
     (root / "eval/metrics.json").write_text(json.dumps({"accuracy": 0.5}))
-    shutil.copyfile(TEMPLATE_ROOT / "params.yaml", root / "params.yaml")
+    shutil.copyfile(FIXTURE_PARAMS, root / "params.yaml")
     return MixedModel(root, schema, pipeline, test, params.onnx_probability_tolerance)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import TEMPLATE_ROOT, run
+from tests.helpers import FIXTURE_PARAMS, run
 
 from mlops_template.commands.monitor import MonitorError, local_source, redact, sqlite_path
 
@@ -111,7 +111,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlops_template.validate import infer_schema
 
     root = tmp_path_factory.mktemp("monitor-sources")
-    shutil.copy2(TEMPLATE_ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy2(FIXTURE_PARAMS, root / "params.yaml")
     params = load_params(root / "params.yaml")
     data = load_source(params.data, root)
     schema = infer_schema(data, params.data)

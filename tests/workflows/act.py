@@ -24,7 +24,8 @@ How the harness works (act 0.2.x behaviour, found by experiment):
   here); `--local-repository owner/name@SHA=DIR` makes act read them from DIR, with
   `/sub` resolved inside it. Every pinned action of the workflows except checkout is
   mapped to a stand-in under tests/workflows/actions/<owner>/<name>/: small composite
-  actions doing the equivalent on the host (setup-uv: host uv + UV_PYTHON; cache and
+  actions doing the equivalent on the host (setup-uv: the host's uv, on PATH or else the
+  one the Makefile bootstrapped into .tools/, + UV_PYTHON; cache and
   artifacts: a directory store with GitHub's scope/key and layout rules; setup-cml: puts
   a `cml` recorder on PATH). A pinned action without a stand-in is an error.
 - hashFiles(), `steps.*.outcome`, `continue-on-error`, `timeout-minutes` and `$GITHUB_OUTPUT`
@@ -56,7 +57,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import TEMPLATE_ROOT, VENV_BIN, copy_template, run, tool_env
+from tests.helpers import TEMPLATE_ROOT, VENV_BIN, copy_template, run, tool_env, uv_binary
 
 ACT = VENV_BIN / "act"
 HERE = Path(__file__).resolve().parent
@@ -367,6 +368,7 @@ class World:
             "--env", f"CML_RECORDER_LOG={self.cml_log(run_id)}",
             "--env", f"GH_FAKE_API_DIR={self.store / 'api'}",
             "--env", f"ACT_REPO_PATH={repo.path}",  # for the checkout stand-in (other refs)
+            "--env", f"ACT_HOST_UV={uv_binary()}",  # setup-uv stand-in: uv when not on PATH
         ]  # fmt: skip
         for name, value in (env or {}).items():
             args += ["--env", f"{name}={value}"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.helpers import edit_params
+from tests.helpers import FIXTURE_PARAMS, edit_params
 from tests.workflows.act import (
     WORKFLOWS,
     ActResult,
@@ -128,9 +128,7 @@ def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
     assert call["flags"] == {"target": "pr", "watermark-title": TITLE, "publish": "false"}
     assert call["pr"] == DOCS_PR == event["pull_request"]["number"]
     assert call["markdown"] == (artifact / "report.md").read_text()
-    compared = yaml.safe_load((WORKFLOWS.parents[1] / "params.yaml").read_text())["compare"][
-        "metrics"
-    ]
+    compared = yaml.safe_load(FIXTURE_PARAMS.read_text())["compare"]["metrics"]  # the repo's
     assert set(compared) <= set(metrics_rows(call["markdown"])), call["markdown"]
     assert event["pull_request"]["base"]["sha"] in call["markdown"]  # compared with the real base
     assert f"https://github.com/{REPO}/actions/runs/{result.run_id}" in call["markdown"]
