@@ -167,6 +167,10 @@ train-pr: ## PR with dvc.lock + params.yaml as trained here (cml pr create, REPO
 test: install ## Run the whole test suite (what .ci/run and CI run)
 	$(RUN) pytest $(PYTEST_ARGS)
 
+.PHONY: test-project
+test-project: install ## Only the checks of this project's params.yaml and data (tests/project/)
+	$(RUN) pytest tests/project $(PYTEST_ARGS)
+
 .PHONY: test-fast
 test-fast: install ## Run the tests that need no DVC/git/act end-to-end runs
 	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
