@@ -37,7 +37,7 @@ def with_value(document: dict[str, Any], dotted: str, value: Any) -> dict[str, A
 
 def test_shipped_params_are_valid_and_match_the_defaults(shipped: dict[str, Any]) -> None:
     params = parse_params(shipped)
-    assert params.train.model == "random_forest"
+    assert params.train.model == "hist_gradient_boosting"
     assert params.data.builtin == "breast_cancer"
     # every key of the shipped file is a field (nothing silently ignored) and vice versa
     assert set(flatten(shipped)) == set(flatten(params_as_dict(params)))
@@ -76,7 +76,17 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("data.id_columns", "customer_id", "list"),
     ("data.id_columns", ["target"], "target column"),
     ("data.drop_columns", ["target"], "target column"),
+    ("gate.baseline.linear.roc_auc", 1.5, "between -1 and 1"),
+    ("gate.baseline.majority.roc_auc", "0.05", "number"),
 ]
+
+
+def test_unknown_baseline_is_named(shipped: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError) as raised:
+        parse_params(with_value(shipped, "gate.baseline.random.roc_auc", 0.05))
+    assert raised.value.problems == [
+        "gate.baseline.random: 'random' must be one of 'majority' or 'linear'"
+    ]
 
 
 @pytest.mark.parametrize(
