@@ -54,6 +54,7 @@ class ModelArtifacts:
     params: dict[str, Any] = field(default_factory=dict)  # params.yaml as written
     validation: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None  # the side's own evaluation (its own test set)
+    baseline: dict[str, Any] | None = None  # eval/baseline.json: the gate's reference models
 
 
 def workspace_side(root: Path = Path()) -> ModelArtifacts:
@@ -72,6 +73,7 @@ def workspace_side(root: Path = Path()) -> ModelArtifacts:
         params=yaml.safe_load((root / paths.PARAMS).read_text()) or {},
         validation=optional(root / paths.VALIDATION_REPORT_JSON),
         metrics=optional(root / paths.METRICS),
+        baseline=optional(root / paths.BASELINE),
     )
 
 
@@ -178,6 +180,10 @@ class Comparison:
     confidence: float
     seed: int
     bootstrap_seconds: float
+    # The baselines' metrics on these same test rows ({"majority": {"roc_auc": ...}}), or
+    # None with the reason in baseline_note (not computed, or on other rows).
+    baselines: dict[str, dict[str, float | None]] | None = None
+    baseline_note: str = ""
 
     def metric(self, name: str) -> MetricComparison | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -528,8 +534,25 @@ def metrics_to_compare(settings: CompareParams, gate: GateParams | None = None) 
     """compare.metrics, then any metric the gate judges that is not already listed."""
     names = list(settings.metrics)
     if gate is not None:
-        names += [m for m in (*gate.min, *gate.max_regression) if m not in names]
+        judged = [m for margins in gate.baseline.values() for m in margins]
+        names += [m for m in (*gate.min, *judged, *gate.max_regression) if m not in names]
     return list(dict.fromkeys(names))
+
+
+def baselines_on(
+    baseline: dict[str, Any] | None, test: pd.DataFrame
+) -> tuple[dict[str, dict[str, float | None]] | None, str]:
+    """The baseline metrics if they were scored on exactly TEST's rows, else (None, why)."""
+    from mlops_template.data import frame_hash
+
+    if not baseline:
+        return None, "no baseline was computed (eval/baseline.json is missing: run dvc repro)"
+    if baseline.get("test_rows") != len(test) or baseline.get("test_hash") != frame_hash(test):
+        return None, (
+            f"eval/baseline.json was scored on other test rows ({baseline.get('test_rows')} "
+            f"rows) than this comparison's ({len(test)} rows): run dvc repro"
+        )
+    return dict(baseline.get("models") or {}), ""
 
 
 def compare(
@@ -563,6 +586,7 @@ def compare(
     )
     seconds = time.perf_counter() - started
     base_test_rows = (base.metrics or {}).get("test_rows") if base is not None else None
+    baselines, baseline_note = baselines_on(candidate.baseline, test)
     return Comparison(
         classes=classes,
         y_true=y_true,
@@ -584,6 +608,8 @@ def compare(
         confidence=settings.confidence,
         seed=settings.seed,
         bootstrap_seconds=seconds,
+        baselines=baselines,
+        baseline_note=baseline_note,
     )
 
 
@@ -640,6 +666,50 @@ def _min_rule(metric: str, bound: float, found: MetricComparison | None) -> Rule
     return RuleResult(rule, True, f"{rule}: PR {metric} {value:.4f} {sign} {bound}")
 
 
+BASELINE_NAMES = {
+    "majority": "the majority-class baseline",
+    "linear": "the logistic-regression baseline",
+}
+
+
+def _baseline_rule(
+    baseline: str,
+    metric: str,
+    margin: float,
+    found: MetricComparison | None,
+    baselines: dict[str, dict[str, float | None]] | None,
+    note: str,
+) -> RuleResult:
+    """The candidate beats BASELINE on METRIC by at least MARGIN (same test rows)."""
+    rule = f"gate.baseline.{baseline}.{metric}"
+    what = BASELINE_NAMES.get(baseline, baseline)
+    if found is None:
+        return RuleResult(rule, False, f"{rule}: {metric} was not computed; refused")
+    if baselines is None:
+        return RuleResult(rule, False, f"{rule}: {note or 'no baseline'}; refused")
+    reference = (baselines.get(baseline) or {}).get(metric)
+    value = found.pr
+    if value is None or not math.isfinite(value):
+        return RuleResult(
+            rule, False, f"{rule}: PR {metric} is {value} (undefined on this test set); refused"
+        )
+    if reference is None or not math.isfinite(reference):
+        return RuleResult(
+            rule, False, f"{rule}: {what}'s {metric} is undefined on this test set; refused"
+        )
+    # improvement over the baseline, in the metric's good direction
+    gain = value - reference if HIGHER_IS_BETTER[metric] else reference - value
+    shown = f"PR {metric} {value:.4f} vs {what} {reference:.4f} ({gain:+.4f} better)"
+    if margin >= 0:
+        required = f"must beat it by at least {margin}"
+    else:
+        required = f"may trail it by at most {-margin}"
+    # a tolerance for float noise: "equal to the margin" passes
+    if gain < margin - 1e-12:
+        return RuleResult(rule, False, f"{rule}: {shown}; {required}")
+    return RuleResult(rule, True, f"{rule}: {shown}; {required}")
+
+
 def _regression_rule(
     metric: str, allowed: float, found: MetricComparison | None, confidence: float
 ) -> RuleResult:
@@ -683,13 +753,24 @@ def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
     """The quality gate: pure, so it is tested on every case (better, equal, worse, NaN,
     first model) and reused by promotion.
 
+    - `gate.baseline.<baseline>.<metric>`: the PR's value must beat the baseline model's
+      on the same test rows by the margin (negative: trail it by at most that). A NaN
+      value, or a baseline missing or scored on other rows, is refused.
     - `gate.min.<metric>`: the PR's value must reach the floor (log_loss: stay under the
       ceiling). A NaN value is refused.
     - `gate.max_regression.<metric>`: fails only when the whole confidence interval of
       PR - base lies beyond the allowed drop (a real and too-large regression).
-      Without a base model (first model, or not comparable) only the minimums apply.
+      Without a base model (first model, or not comparable) only the baseline and
+      minimum rules apply.
     """
-    rules = [_min_rule(m, bound, comparison.metric(m)) for m, bound in gate.min.items()]
+    rules = [
+        _baseline_rule(
+            name, m, margin, comparison.metric(m), comparison.baselines, comparison.baseline_note
+        )
+        for name, margins in gate.baseline.items()
+        for m, margin in margins.items()
+    ]
+    rules += [_min_rule(m, bound, comparison.metric(m)) for m, bound in gate.min.items()]
     notes = []
     if comparison.base_available:
         rules += [
@@ -698,7 +779,9 @@ def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
         ]
     elif gate.max_regression:
         why = comparison.base_note or "no base model"
-        notes.append(f"{why}; regression rules skipped, only the minimums apply")
+        notes.append(
+            f"{why}; regression rules skipped, only the minimums apply (gate.baseline, gate.min)"
+        )
     reasons = [r.detail for r in rules if not r.passed]
     return GateDecision(not reasons, gate.mode, reasons, rules, notes)
 
@@ -726,6 +809,7 @@ def comparison_summary(comparison: Comparison, decision: GateDecision) -> dict[s
             }
             for m in comparison.metrics
         },
+        "baselines": comparison.baselines,
         "fed_missing": comparison.fed_missing,
         "params_changed": [c.key for c in comparison.params],
         "data_changed": comparison.data.changed,

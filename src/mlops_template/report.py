@@ -234,7 +234,9 @@ def gate_section(decision: GateDecision) -> list[str]:
             ],
         )
     else:
-        lines.append("No gate rules configured (`gate.min`, `gate.max_regression` are empty).")
+        lines.append(
+            "No gate rules configured (`gate.baseline`, `gate.min`, `gate.max_regression` are empty)."
+        )
     for note in decision.notes:
         lines += ["", f"Note: {_first_line(note, 300)}"]
     return lines

@@ -139,7 +139,7 @@ def test_no_base_gives_pr_values_only() -> None:
 
 def test_metrics_to_compare_adds_the_gated_ones() -> None:
     settings = CompareParams(metrics=["accuracy"])
-    gate = GateParams(min={"roc_auc": 0.5}, max_regression={"log_loss": 0.1})
+    gate = GateParams(baseline={}, min={"roc_auc": 0.5}, max_regression={"log_loss": 0.1})
     assert c.metrics_to_compare(settings, gate) == ["accuracy", "roc_auc", "log_loss"]
 
 

@@ -39,7 +39,7 @@ def test_fixture_params_are_valid_and_every_key_is_a_field(shipped: dict[str, An
     # `shipped`: the template's defaults, frozen in tests/fixtures/params.yaml (the
     # project's own params.yaml is checked by tests/project/, whatever a fork put in it).
     params = parse_params(shipped)
-    assert params.train.model == "random_forest"
+    assert params.train.model == "hist_gradient_boosting"
     assert params.data.builtin == "breast_cancer"
     # every key of the file is a field (nothing silently ignored); fields added since
     # are optional
@@ -77,7 +77,17 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("data.id_columns", "customer_id", "list"),
     ("data.id_columns", ["target"], "target column"),
     ("data.drop_columns", ["target"], "target column"),
+    ("gate.baseline.linear.roc_auc", 1.5, "between -1 and 1"),
+    ("gate.baseline.majority.roc_auc", "0.05", "number"),
 ]
+
+
+def test_unknown_baseline_is_named(shipped: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError) as raised:
+        parse_params(with_value(shipped, "gate.baseline.random.roc_auc", 0.05))
+    assert raised.value.problems == [
+        "gate.baseline.random: 'random' must be one of 'majority' or 'linear'"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,13 @@ from mlops_template.config import CompareParams, GateParams
 Row = tuple[float, float | None, float | None, float | None]  # pr, base, ci_low, ci_high
 
 
-def comparison(metrics: dict[str, Row], base: bool = True, note: str = "") -> c.Comparison:
+def comparison(
+    metrics: dict[str, Row],
+    base: bool = True,
+    note: str = "",
+    baselines: dict[str, dict[str, float | None]] | None = None,
+    baseline_note: str = "",
+) -> c.Comparison:
     """A comparison with the given metric values (the rest is irrelevant to the gate)."""
     rows = []
     for name, (pr, base_value, low, high) in metrics.items():
@@ -40,11 +46,15 @@ def comparison(metrics: dict[str, Row], base: bool = True, note: str = "") -> c.
         confidence=0.95,
         seed=7,
         bootstrap_seconds=0.0,
+        baselines=baselines,
+        baseline_note=baseline_note,
     )
 
 
+# The absolute-floor gate (gate.min), with no baseline rules.
 GATE = GateParams(
     mode="enforce",
+    baseline={},
     min={"roc_auc": 0.9, "balanced_accuracy": 0.85},
     max_regression={"roc_auc": 0.01, "balanced_accuracy": 0.02},
 )
@@ -108,7 +118,7 @@ def test_worse_model_fails_the_regression_rule_and_names_it() -> None:
 def test_regression_is_judged_on_the_whole_interval(low: float, high: float, passes: bool) -> None:
     decision = c.decide_gate(
         comparison({"roc_auc": (0.95, 0.97, low, high)}),
-        GateParams(min={}, max_regression={"roc_auc": 0.01}),
+        GateParams(baseline={}, min={}, max_regression={"roc_auc": 0.01}),
     )
     assert decision.passed is passes
 
@@ -128,7 +138,7 @@ def test_minimum_fails_even_without_a_regression() -> None:
 
 
 def test_log_loss_minimum_is_a_ceiling_and_its_regression_is_a_rise() -> None:
-    gate = GateParams(min={"log_loss": 0.3}, max_regression={"log_loss": 0.05})
+    gate = GateParams(baseline={}, min={"log_loss": 0.3}, max_regression={"log_loss": 0.05})
     ok = c.decide_gate(comparison({"log_loss": (0.2, 0.25, -0.1, 0.0)}), gate)
     assert ok.passed
     too_high = c.decide_gate(comparison({"log_loss": (0.35, 0.34, -0.02, 0.04)}), gate)
@@ -152,7 +162,7 @@ def test_nan_metric_is_refused_with_a_reason() -> None:
     assert "undefined" in decision.reasons[0] and "refused" in decision.reasons[0]
     base_nan = c.decide_gate(
         comparison({"roc_auc": (0.95, nan, None, None)}),
-        GateParams(min={}, max_regression={"roc_auc": 0.01}),
+        GateParams(baseline={}, min={}, max_regression={"roc_auc": 0.01}),
     )
     assert failed_rules(base_nan) == ["gate.max_regression.roc_auc"]
     assert "cannot judge" in base_nan.reasons[0]
@@ -161,7 +171,7 @@ def test_nan_metric_is_refused_with_a_reason() -> None:
 def test_undefined_interval_is_refused() -> None:
     decision = c.decide_gate(
         comparison({"roc_auc": (0.95, 0.96, None, None)}),
-        GateParams(min={}, max_regression={"roc_auc": 0.01}),
+        GateParams(baseline={}, min={}, max_regression={"roc_auc": 0.01}),
     )
     assert failed_rules(decision) == ["gate.max_regression.roc_auc"]
     assert "interval" in decision.reasons[0]
@@ -186,7 +196,9 @@ def test_missing_base_applies_only_the_minimums() -> None:
 
 
 def test_warn_mode_reports_but_does_not_block() -> None:
-    gate = GateParams(mode="warn", min={"roc_auc": 0.9}, max_regression={"roc_auc": 0.01})
+    gate = GateParams(
+        mode="warn", baseline={}, min={"roc_auc": 0.9}, max_regression={"roc_auc": 0.01}
+    )
     decision = c.decide_gate(comparison({"roc_auc": (0.8, 0.98, -0.25, -0.1)}), gate)
     assert not decision.passed and not decision.blocking
     assert decision.to_json() == {
@@ -199,7 +211,8 @@ def test_warn_mode_reports_but_does_not_block() -> None:
 
 def test_no_rules_pass() -> None:
     decision = c.decide_gate(
-        comparison({"roc_auc": (0.5, 0.9, -0.5, -0.3)}), GateParams(min={}, max_regression={})
+        comparison({"roc_auc": (0.5, 0.9, -0.5, -0.3)}),
+        GateParams(baseline={}, min={}, max_regression={}),
     )
     assert decision.passed and decision.rules == []
 
@@ -214,9 +227,144 @@ def test_gate_on_a_real_comparison_of_a_model_with_itself() -> None:
     )
     same = comparison({m.name: (m.pr, m.base, m.ci_low, m.ci_high) for m in metrics})
     assert c.decide_gate(
-        same, GateParams(min={"roc_auc": 0.5}, max_regression={"roc_auc": 0.0})
+        same, GateParams(baseline={}, min={"roc_auc": 0.5}, max_regression={"roc_auc": 0.0})
     ).passed
     assert c.metrics_to_compare(CompareParams(metrics=["roc_auc"]), GATE) == [
+        "roc_auc",
+        "balanced_accuracy",
+    ]
+
+
+# ---------------------------------------------------------------- baseline-relative floors
+
+# The shipped kind of gate: relative to the pipeline's baselines, no absolute floor.
+RELATIVE = GateParams(
+    baseline={
+        "majority": {"roc_auc": 0.05, "balanced_accuracy": 0.05},
+        "linear": {"roc_auc": -0.05},
+    },
+    min={},
+    max_regression={"roc_auc": 0.01},
+)
+BASELINES = {
+    "majority": {"roc_auc": 0.5, "balanced_accuracy": 1 / 7},
+    "linear": {"roc_auc": 0.74, "balanced_accuracy": 0.30},
+}
+
+
+def test_default_gate_is_relative_to_the_baselines() -> None:
+    shipped = GateParams()
+    assert shipped.min == {} and set(shipped.baseline) == {"majority", "linear"}
+
+
+def test_better_than_the_baselines_passes_where_absolute_floors_fail() -> None:
+    """A 7-class survey model at roc_auc 0.756: below the old 0.9 floor, yet useful."""
+    first = comparison(
+        {"roc_auc": (0.756, None, None, None), "balanced_accuracy": (0.31, None, None, None)},
+        base=False,
+        baselines=BASELINES,
+    )
+    decision = c.decide_gate(first, RELATIVE)
+    assert decision.passed, decision.reasons
+    assert [r.rule for r in decision.rules] == [
+        "gate.baseline.majority.roc_auc",
+        "gate.baseline.majority.balanced_accuracy",
+        "gate.baseline.linear.roc_auc",
+    ]
+    assert "+0.2560 better" in decision.rules[0].detail
+    assert failed_rules(c.decide_gate(first, GATE)) == [
+        "gate.min.roc_auc",
+        "gate.min.balanced_accuracy",
+    ]
+
+
+def test_equal_to_the_baseline_plus_margin_passes() -> None:
+    gate = GateParams(baseline={"majority": {"roc_auc": 0.05}}, min={}, max_regression={})
+    exact = comparison({"roc_auc": (0.55, None, None, None)}, baselines=BASELINES)
+    assert c.decide_gate(exact, gate).passed
+    equal_to_linear = comparison({"roc_auc": (0.74, None, None, None)}, baselines=BASELINES)
+    no_margin = GateParams(baseline={"linear": {"roc_auc": 0.0}}, min={}, max_regression={})
+    assert c.decide_gate(equal_to_linear, no_margin).passed
+
+
+def test_worse_than_a_baseline_fails_naming_the_rule_and_both_values() -> None:
+    weak = comparison(
+        {"roc_auc": (0.66, 0.68, -0.05, 0.01), "balanced_accuracy": (0.20, 0.2, 0, 0)},
+        baselines=BASELINES,
+    )
+    decision = c.decide_gate(weak, RELATIVE)
+    assert failed_rules(decision) == ["gate.baseline.linear.roc_auc"]
+    reason = decision.reasons[0]
+    assert reason.startswith("gate.baseline.linear.roc_auc:")
+    assert "0.6600" in reason and "0.7400" in reason and "-0.0800" in reason
+    assert "may trail it by at most 0.05" in reason
+    chance = comparison(
+        {"roc_auc": (0.52, None, None, None), "balanced_accuracy": (0.15, None, None, None)},
+        base=False,
+        baselines=BASELINES,
+    )
+    assert failed_rules(c.decide_gate(chance, RELATIVE)) == [
+        "gate.baseline.majority.roc_auc",
+        "gate.baseline.majority.balanced_accuracy",
+        "gate.baseline.linear.roc_auc",
+    ]
+
+
+def test_log_loss_baseline_margin_means_lower() -> None:
+    gate = GateParams(baseline={"majority": {"log_loss": 0.1}}, min={}, max_regression={})
+    prior = {"majority": {"log_loss": 0.66}}
+    assert c.decide_gate(
+        comparison({"log_loss": (0.3, None, None, None)}, baselines=prior), gate
+    ).passed
+    worse = c.decide_gate(comparison({"log_loss": (0.6, None, None, None)}, baselines=prior), gate)
+    assert failed_rules(worse) == ["gate.baseline.majority.log_loss"]
+    assert "+0.0600 better" in worse.reasons[0]
+
+
+def test_nan_against_a_baseline_is_refused() -> None:
+    nan_pr = comparison({"roc_auc": (math.nan, None, None, None)}, base=False, baselines=BASELINES)
+    gate = GateParams(baseline={"majority": {"roc_auc": 0.05}}, min={}, max_regression={})
+    decision = c.decide_gate(nan_pr, gate)
+    assert failed_rules(decision) == ["gate.baseline.majority.roc_auc"]
+    assert "undefined" in decision.reasons[0] and "refused" in decision.reasons[0]
+    nan_baseline = comparison(
+        {"roc_auc": (0.9, None, None, None)}, baselines={"majority": {"roc_auc": None}}
+    )
+    refused = c.decide_gate(nan_baseline, gate)
+    assert (
+        not refused.passed
+        and "majority-class baseline's roc_auc is undefined" in (refused.reasons[0])
+    )
+
+
+def test_missing_baseline_is_refused_with_its_reason() -> None:
+    gate = GateParams(baseline={"linear": {"roc_auc": -0.05}}, min={}, max_regression={})
+    none = comparison(
+        {"roc_auc": (0.9, None, None, None)},
+        base=False,
+        baselines=None,
+        baseline_note="no baseline was computed (eval/baseline.json is missing: run dvc repro)",
+    )
+    decision = c.decide_gate(none, gate)
+    assert failed_rules(decision) == ["gate.baseline.linear.roc_auc"]
+    assert "eval/baseline.json is missing" in decision.reasons[0]
+
+
+def test_baselines_are_used_only_on_the_same_test_rows() -> None:
+    import pandas as pd
+
+    from mlops_template.data import frame_hash
+
+    test = pd.DataFrame({"x": [1.0, 2.0, 3.0], "target": ["a", "b", "a"]})
+    record = {"test_rows": 3, "test_hash": frame_hash(test), "models": BASELINES}
+    assert c.baselines_on(record, test) == (BASELINES, "")
+    other = test.assign(x=[1.0, 2.0, 4.0])
+    found, why = c.baselines_on(record, other)
+    assert found is None and "other test rows" in why
+    assert c.baselines_on(None, test)[0] is None
+    assert "missing" in c.baselines_on(None, test)[1]
+    assert c.metrics_to_compare(CompareParams(metrics=["accuracy"]), RELATIVE) == [
+        "accuracy",
         "roc_auc",
         "balanced_accuracy",
     ]

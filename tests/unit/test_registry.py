@@ -15,6 +15,7 @@ from mlops_template.model_card import CardContext, Interval, metric_intervals, r
 
 GATE = GateParams(
     mode="enforce",
+    baseline={},
     min={"roc_auc": 0.9, "balanced_accuracy": 0.85},
     max_regression={"roc_auc": 0.01, "balanced_accuracy": 0.02},
 )
@@ -239,7 +240,9 @@ def test_an_equal_within_noise_model_follows_the_gate() -> None:
     cmp = comparison(EQUAL_NOISE)
     assert c.decide_gate(cmp, GATE).passed
     assert decide(cmp).promoted
-    strict = GateParams(min=GATE.min, max_regression={"roc_auc": 0.0, "balanced_accuracy": 0.0})
+    strict = GateParams(
+        baseline={}, min=GATE.min, max_regression={"roc_auc": 0.0, "balanced_accuracy": 0.0}
+    )
     assert c.decide_gate(cmp, strict).passed  # noise: the interval still contains 0
     worse_by_noise = comparison({**EQUAL_NOISE, "roc_auc": (0.95, 0.951, -0.02, -0.011)})
     assert not decide(worse_by_noise).promoted  # a real drop beyond 0.01 is refused

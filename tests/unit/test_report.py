@@ -63,25 +63,32 @@ def side(frame: pd.DataFrame, params: Params) -> tuple[c.ModelArtifacts, pd.Data
     return artifacts, test
 
 
+# The absolute-floor gate the snapshots were written for (not the shipped default).
+ABSOLUTE_GATE = GateParams(baseline={}, min={"roc_auc": 0.9, "balanced_accuracy": 0.85})
+
+
 def real_comparison(kind: str) -> tuple[c.Comparison, c.GateDecision]:
     if kind == "binary":
         from mlops_template.data import load_builtin
 
         frame = load_builtin("breast_cancer")
-        base_params = Params(train=TrainParams(model="logistic_regression"))
+        base_params = Params(train=TrainParams(model="logistic_regression"), gate=ABSOLUTE_GATE)
         pr_params = Params(
+            gate=ABSOLUTE_GATE,
             train=TrainParams(
                 model="random_forest",
                 random_forest=RandomForestParams(n_estimators=40, max_depth=4),
-            )
+            ),
         )
     else:
         # The PR's dataset lost a column the base model uses: fed to it as missing.
         frame = mixed_dataset()
         pr_frame = frame.drop(columns=["size"])
         data = DataParams(target="label", id_columns=["customer_id"])
-        base_params = Params(data=data, train=TrainParams(model="logistic_regression"))
-        pr_params = Params(data=data, train=TrainParams(model="random_forest"))
+        base_params = Params(
+            data=data, train=TrainParams(model="logistic_regression"), gate=ABSOLUTE_GATE
+        )
+        pr_params = Params(data=data, train=TrainParams(model="random_forest"), gate=ABSOLUTE_GATE)
     base, _ = side(frame, base_params)
     candidate, test = side(frame if kind == "binary" else pr_frame, pr_params)
     comparison = c.compare(candidate, base, test, pr_params.compare, pr_params.gate)
@@ -212,7 +219,8 @@ def synthetic_comparison(
     )
 
 
-GATE = GateParams()
+# The absolute-floor gate these tests (and snapshots) were written for.
+GATE = ABSOLUTE_GATE
 
 
 def render(comparison: c.Comparison, gate: GateParams = GATE, **context: Any) -> str:
@@ -262,12 +270,12 @@ def test_verdict_line_for_each_outcome() -> None:
     assert passed.startswith("✅ **Model check passed**") and "roc_auc" in passed and "→" in passed
     assert "3 params changed" in passed and "data changed" in passed
 
-    strict = GateParams(min={"roc_auc": 0.999}, max_regression={})
+    strict = GateParams(baseline={}, min={"roc_auc": 0.999}, max_regression={})
     failed = render(better, strict).splitlines()[0]
     assert failed.startswith("❌ **Model check failed** (gate enforced)")
     assert "1 rule failed: `gate.min.roc_auc`" in failed
 
-    warn = GateParams(mode="warn", min={"roc_auc": 0.999}, max_regression={})
+    warn = GateParams(mode="warn", baseline={}, min={"roc_auc": 0.999}, max_regression={})
     warned = render(better, warn)
     assert warned.splitlines()[0].startswith("⚠️ **Model check: gate failed in warn mode")
     assert "does not block" in warned
@@ -281,7 +289,7 @@ def test_verdict_line_for_each_outcome() -> None:
 
 def test_gate_table_lists_failed_rules_first() -> None:
     comparison = synthetic_comparison()
-    gate = GateParams(min={"accuracy": 0.0, "roc_auc": 0.999}, max_regression={})
+    gate = GateParams(baseline={}, min={"accuracy": 0.0, "roc_auc": 0.999}, max_regression={})
     markdown = render(comparison, gate)
     rows = [line for line in markdown.splitlines() if line.startswith("| `gate.")]
     assert rows[0].startswith("| `gate.min.roc_auc` | **FAIL**")

@@ -184,6 +184,31 @@ def evaluate() -> None:
     logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
 
 
+def baseline() -> None:
+    """Fit the gate's reference models (majority class, logistic regression) on the train
+    rows and score them on the test rows -> eval/baseline.json (see gate.baseline)."""
+    import pandas as pd
+
+    from mlops_template.baseline import baseline_metrics
+
+    p = params()
+    remove(paths.BASELINE)
+    with user_errors():
+        schema = read_json(paths.SCHEMA)
+        train_frame = pd.read_parquet(paths.TRAIN_DATA)
+        test = pd.read_parquet(paths.TEST_DATA)
+    started = time.perf_counter()
+    result = baseline_metrics(train_frame, test, schema, p.train.seed)
+    write_json(paths.BASELINE, result)
+    summary = "; ".join(
+        f"{name}: roc_auc={m['roc_auc']}, balanced_accuracy={m['balanced_accuracy']}"
+        for name, m in result["models"].items()
+    )
+    logger.info(
+        "baselines on %d test rows (%.2fs): %s", len(test), time.perf_counter() - started, summary
+    )
+
+
 def log_with_dvclive(result: dict) -> None:
     from dvclive import Live
 
@@ -245,5 +270,5 @@ def check(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (ingest, validate, split, train, evaluate, check):
+    for command in (ingest, validate, split, train, evaluate, baseline, check):
         app.command()(command)

@@ -1,0 +1,74 @@
+"""Reference models for the quality gate: what "good" means on *this* dataset.
+
+An absolute floor (roc_auc >= 0.9) only fits the dataset it was tuned on. The `baseline`
+stage instead fits two reference models on the same train rows and scores them on the
+same test rows as the real model, and the gate (`gate.baseline`, compare.decide_gate)
+asks the model to beat them by a margin:
+
+- `majority`: predicts the training class frequencies for every row (the most frequent
+  class wins): roc_auc 0.5, balanced accuracy 1/K. Beating it = the model learned
+  anything at all.
+- `linear`: a logistic regression with fixed default settings on the template's own
+  preprocessing (median / most-frequent imputation, scaling, one-hot). Not trailing it
+  by much = the model is not broken, mis-tuned or badly overfitted.
+
+The result records the test set's content hash, so the gate can refuse a baseline that
+was scored on other rows than the comparison's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_template.config import LogisticRegressionParams, TrainParams
+from mlops_template.data import frame_hash
+from mlops_template.evaluate import compute_metrics
+from mlops_template.features import feature_frame, target_labels
+from mlops_template.files import json_number
+
+
+def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> np.ndarray:
+    """The training class frequencies, the same for every row."""
+    counts = pd.Series(train_labels).astype(str).value_counts()
+    prior = np.array([counts.get(c, 0) for c in classes], dtype=np.float64)
+    return np.tile(prior / prior.sum(), (rows, 1))
+
+
+def linear_proba(
+    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int
+) -> np.ndarray:
+    """A default logistic regression's class probabilities on TEST (columns: classes)."""
+    from mlops_template.train import build_pipeline
+
+    settings = TrainParams(
+        model="logistic_regression", seed=seed, logistic_regression=LogisticRegressionParams()
+    )
+    pipeline = build_pipeline(schema, settings)
+    pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
+    proba = pipeline.predict_proba(feature_frame(test, schema))
+    fitted = [str(c) for c in pipeline.classes_]
+    return proba[:, [fitted.index(str(c)) for c in schema["classes"]]]
+
+
+def baseline_metrics(
+    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """Metrics of each baseline on TEST (evaluate.compute_metrics, the one definition;
+    an undefined metric is null)."""
+    classes = [str(c) for c in schema["classes"]]
+    y_test = target_labels(test, schema)
+    probas = {
+        "majority": majority_proba(target_labels(train, schema), classes, len(test)),
+        "linear": linear_proba(train, test, schema, seed),
+    }
+    return {
+        "test_rows": len(test),
+        "test_hash": frame_hash(test),
+        "models": {
+            name: {k: json_number(v) for k, v in compute_metrics(y_test, proba, classes).items()}
+            for name, proba in probas.items()
+        },
+    }
