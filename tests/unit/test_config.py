@@ -39,13 +39,21 @@ def test_fixture_params_are_valid_and_every_key_is_a_field(shipped: dict[str, An
     # `shipped`: the template's defaults, frozen in tests/fixtures/params.yaml (the
     # project's own params.yaml is checked by tests/project/, whatever a fork put in it).
     params = parse_params(shipped)
-    assert params.train.model == "hist_gradient_boosting"
+    assert params.train.model == "random_forest"
     assert params.data.builtin == "breast_cancer"
     # every key of the file is a field (nothing silently ignored); fields added since
     # are optional
     assert set(flatten(shipped)) <= set(flatten(params_as_dict(params)))
     # an empty file is valid too: every field has a default
-    assert set(flatten(params_as_dict(parse_params({})))) == set(flatten(params_as_dict(params)))
+    # (the gate's rule maps, metric -> value, are free-form: compared by section)
+    def fields(document: dict[str, Any]) -> set[str]:
+        rule_maps = ("gate.min.", "gate.max.", "gate.baseline.")
+        return {
+            next((m[:-1] for m in rule_maps if key.startswith(m)), key)
+            for key in flatten(document)
+        }
+
+    assert fields(params_as_dict(parse_params({}))) == fields(params_as_dict(params))
 
 
 # (dotted key, bad value, words the message must contain besides the key and value)
