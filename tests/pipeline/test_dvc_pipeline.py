@@ -20,7 +20,7 @@ from tests.helpers import edit_params, link_venv, run, uv_binary
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest", "validate", "split", "train", "evaluate"]
+STAGES = ["ingest", "validate", "split", "train", "evaluate", "baseline"]
 OUTPUTS = [
     "data/raw/dataset.parquet",
     "data/schema.json",
@@ -37,6 +37,7 @@ OUTPUTS = [
     "eval/plots/custom/precision_recall.json",
     "eval/plots/custom/confusion_matrix.json",
     "eval/plots/custom/importance.json",
+    "eval/baseline.json",
 ]
 
 
@@ -142,7 +143,7 @@ def test_changing_a_train_param_reruns_exactly_train_and_evaluate(reproduced: Pa
     ) == (100, 40)
     output = repro(reproduced)
     assert ran(output) == ["train", "evaluate"], output
-    assert unchanged(output) == ["ingest", "validate", "split"], output
+    assert unchanged(output) == ["ingest", "validate", "split", "baseline"], output
     assert (reproduced / "eval/metrics.json").read_text() != metrics_before
     info = json.loads((reproduced / "models/train_info.json").read_text())
     assert info["hyperparameters"]["n_estimators"] == 40

@@ -85,7 +85,7 @@ def test_params_change_is_reported_against_the_rebuilt_base(repo: dict) -> None:
         assert f"]({image})" in markdown
         assert (project / "reports" / "pr" / image).read_bytes().startswith(b"\x89PNG")
     # the base came from the DVC cache (it was built before), not from any workspace file
-    assert "5 stages restored from the DVC cache, 0 run" in markdown
+    assert "6 stages restored from the DVC cache, 0 run" in markdown
     assert summary["base_available"] and summary["params_changed"] == [
         "train.random_forest.n_estimators"
     ]
