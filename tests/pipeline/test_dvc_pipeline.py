@@ -219,7 +219,12 @@ def test_bad_param_stops_make_repro_before_dvc_deletes_anything(reproduced: Path
     edit_params(reproduced, **{"train.random_forest.n_estimators": -3})
     link_venv(reproduced)
     done = subprocess.run(
-        ["make", "repro", f"UV={uv_binary()}"], cwd=reproduced, capture_output=True, text=True
+        # -o: the borrowed environment is never re-synced (that would re-point its
+        # editable install at this copy, which is deleted after the test)
+        ["make", "-o", ".venv/.synced", "repro", f"UV={uv_binary()}"],
+        cwd=reproduced,
+        capture_output=True,
+        text=True,
     )
     (reproduced / ".venv").unlink()
     assert done.returncode != 0
