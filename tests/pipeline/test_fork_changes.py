@@ -41,6 +41,8 @@ PROJECT_CHECKS = [
     "test_the_model_passes_its_own_gate",
     "test_the_api_answers_rows_of_the_projects_schema",
 ]
+# pytest's last line: "==== 123 passed, 2 skipped in 45.6s ===="
+PYTEST_SUMMARY = re.compile(r"^=+ .*\bin [\d.]+s\b.* =+$")
 # Set by the outer `uv run` / pytest: the copy's make must find its own way.
 NOT_INHERITED = (
     "UV",
@@ -50,6 +52,12 @@ NOT_INHERITED = (
     "PYTEST_XDIST_WORKER",
     "PYTEST_XDIST_WORKER_COUNT",
     "PYTEST_CURRENT_TEST",
+    # set by an outer make (CI runs `make test`): a nested make would print
+    # "Leaving directory ..." after pytest's summary and inherit the outer flags
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+    "MAKEOVERRIDES",
 )
 
 
@@ -84,9 +92,11 @@ def test_make_test_stays_green_after_a_params_only_change(change: str, tmp_path:
     done = make(
         "-o", ".venv/.synced", "-o", "node_modules/.installed", "test", f"PYTEST_ARGS={SUBSET}"
     )
-    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    summaries = [line for line in done.stdout.splitlines() if PYTEST_SUMMARY.match(line)]
+    summary = summaries[-1] if summaries else ""
     assert done.returncode == 0, done.stdout[-12000:] + done.stderr[-3000:]
-    assert re.search(r"^=+ \d+ passed", summary) and "failed" not in summary, summary
+    assert summary and "failed" not in summary and "error" not in summary, done.stdout[-6000:]
+    assert re.search(r"^=+ \d+ passed", summary), summary
     assert f"{fork / '.tools/bin/uv'} run --frozen --no-sync pytest" in done.stdout
     for check in PROJECT_CHECKS:  # ran on the changed params, not only the template's tests
         assert f"PASSED tests/project/test_project.py::{check}" in done.stdout, done.stdout[-6000:]

@@ -44,13 +44,13 @@ def test_fixture_params_are_valid_and_every_key_is_a_field(shipped: dict[str, An
     # every key of the file is a field (nothing silently ignored); fields added since
     # are optional
     assert set(flatten(shipped)) <= set(flatten(params_as_dict(params)))
+
     # an empty file is valid too: every field has a default
     # (the gate's rule maps, metric -> value, are free-form: compared by section)
     def fields(document: dict[str, Any]) -> set[str]:
         rule_maps = ("gate.min.", "gate.max.", "gate.baseline.")
         return {
-            next((m[:-1] for m in rule_maps if key.startswith(m)), key)
-            for key in flatten(document)
+            next((m[:-1] for m in rule_maps if key.startswith(m)), key) for key in flatten(document)
         }
 
     assert fields(params_as_dict(parse_params({}))) == fields(params_as_dict(params))
