@@ -74,10 +74,13 @@ the order of `classes`) and `unknown_categories`.
 **Request contract** (generated from `data/schema.json`):
 - every feature is required, and a field that is not a feature is refused;
 - numeric features take JSON numbers only (no strings, no booleans), finite and within
-  float32 range (the model computes in float32);
+  float32 range (the model computes in float32): `NaN`, `Infinity`, `-Infinity` (not
+  JSON, but often sent) and numbers that overflow (`1e400`) are a 422 naming the field;
 - categorical features take non-empty strings;
-- `null` is accepted only for features that had missing values in the training data
-  (`nullable` in the schema): the model learnt to impute those, not the others;
+- `null` (a missing value) is accepted in every feature: the model imputes it (numeric:
+  the training median; categorical: the most frequent training value), whether or not
+  the feature had missing values in the training data (`nullable` in the schema only
+  records that it had);
 - a category value absent from training (`levels` in the schema): with
   `serve.unknown_categories: accept` (default) the row is scored (the one-hot encoder
   ignores the value, so the row counts as having none of the known values) and the
@@ -90,11 +93,19 @@ the order of `classes`) and `unknown_categories`.
 
 Errors name each field: `{"message": "body[3].mean_radius: missing field: ...; ...",
 "detail": [{"loc": ["body", 3, "mean_radius"], "msg": ..., "type": "missing"}, ...]}`.
+Every response body is strict JSON (RFC 8259): an offending input that JSON cannot hold
+is echoed as a string (`"input": "NaN"`), never as a bare `NaN`.
 """
 
 
 class ModelError(RuntimeError):
     """The model files are missing, inconsistent or cannot be loaded."""
+
+
+def strict_json(value: Any) -> bytes:
+    """JSON bytes a strict parser accepts: a NaN or infinity anywhere (a metric that was
+    undefined, say) becomes null instead of pydantic's default bare `NaN`."""
+    return to_json(value, inf_nan_mode="null")
 
 
 # --------------------------------------------------------------------------------------
@@ -109,7 +120,6 @@ class Contract:
     schema: dict[str, Any]
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    nullable: frozenset[str]
     levels: dict[str, frozenset[str]]
     max_rows: int
     unknown_categories: Literal["accept", "reject"]
@@ -140,6 +150,9 @@ class Contract:
 
 
 def _value_type(spec: dict[str, Any], reject_unknown: bool) -> Any:
+    """A feature's JSON value: its kind, or null (missing) for every feature. The
+    pipeline has an imputer on every column (features.build_preprocessor), so a null is
+    scored like a missing value in training, even in a column that had none there."""
     if spec["kind"] == "numeric":
         kind: Any = Annotated[
             float,
@@ -153,7 +166,7 @@ def _value_type(spec: dict[str, Any], reject_unknown: bool) -> Any:
             str,
             Field(strict=True, min_length=1, json_schema_extra={"examples": examples}),
         ]
-    return kind | None if spec.get("nullable") else kind
+    return kind | None
 
 
 def _typed_dict(name: str, fields: dict[str, Any], description: str) -> Any:
@@ -187,7 +200,6 @@ def build_contract(schema: dict[str, Any], params: ServeParams) -> Contract:
         schema=schema,
         numeric=tuple(numeric_features(schema)),
         categorical=tuple(categorical_features(schema)),
-        nullable=frozenset(s["name"] for s in specs if s.get("nullable")),
         levels={
             s["name"]: frozenset(str(v) for v in s.get("levels", []))
             for s in specs
@@ -217,7 +229,7 @@ class RequestError(Exception):
         return "; ".join(parts)
 
     def body(self) -> bytes:
-        return to_json({"message": self.message, "detail": self.detail[:100]})
+        return strict_json({"message": self.message, "detail": self.detail[:100]})
 
 
 def _where(loc: list[Any]) -> str:
@@ -240,6 +252,9 @@ def _too_many_rows(got: Any, max_rows: int, loc: list[Any]) -> RequestError:
     )
 
 
+_NON_FINITE_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def _validation_error(exc: ValidationError, max_rows: int) -> RequestError:
     detail = []
     for error in exc.errors(include_url=False):
@@ -251,14 +266,23 @@ def _validation_error(exc: ValidationError, max_rows: int) -> RequestError:
         entry: dict[str, Any] = {"loc": loc, "msg": error["msg"], "type": kind}
         if len(error["loc"]) >= 1 and kind not in ("missing", "json_invalid"):
             value = error.get("input")
-            if isinstance(value, str | int | float | bool) or value is None:
+            if isinstance(value, float) and not math.isfinite(value):
+                # JSON has no NaN/Infinity: echo the value as a string (1e400 parses
+                # as an infinity, so it is echoed as "Infinity").
+                entry["input"] = _NON_FINITE_NAMES[repr(value)]
+            elif isinstance(value, str | int | float | bool) or value is None:
                 entry["input"] = value if not isinstance(value, str) else value[:200]
-        if kind == "json_invalid":
+        if kind == "finite_number":
+            entry["msg"] = (
+                "not a finite number (NaN, Infinity, or too large, e.g. 1e400); "
+                "send null for a missing value"
+            )
+        elif kind == "json_invalid":
             entry["msg"] = f"not valid JSON ({error['msg']})"
         elif kind == "extra_forbidden":
             entry["msg"] = "unknown field: not a feature of this model (data/schema.json)"
         elif kind == "missing":
-            entry["msg"] = "missing field: every feature is required (null where nullable)"
+            entry["msg"] = "missing field: every feature is required (null for a missing value)"
         detail.append(entry)
     return RequestError(422, detail)
 
@@ -327,16 +351,12 @@ def model_inputs(contract: Contract, batch: Batch) -> list[np.ndarray]:
 
     Same conventions as `features.onnx_inputs` (numeric float32 with NaN for missing,
     categorical strings with MISSING_CATEGORY), built without pandas: all numeric
-    columns in one conversion, each feed a contiguous (n, 1) view of its row.
+    columns in one conversion (numpy turns None into NaN itself), each feed a contiguous
+    (n, 1) view of its row.
     """
     feeds: list[np.ndarray] = []
     if contract.numeric:
-        columns = [
-            [math.nan if v is None else v for v in batch.columns[name]]
-            if name in contract.nullable
-            else batch.columns[name]
-            for name in contract.numeric
-        ]
+        columns = [batch.columns[name] for name in contract.numeric]
         matrix = np.array(columns, dtype=np.float32).reshape(len(columns), batch.rows, 1)
         feeds.extend(matrix)
     for name in contract.categorical:
@@ -472,18 +492,26 @@ def load_model(root: Path, contract: Contract, params: ServeParams, version: str
 
 
 def _warm_up(model: LoadedModel, contract: Contract) -> None:
-    """One prediction on a typical row: the first call allocates; check output shapes."""
+    """Predict a typical row and a row of nulls: the first call allocates; check the
+    output shapes, and that the model imputes a null in every feature (the request
+    contract accepts one anywhere)."""
     columns: dict[str, list[Any]] = {}
     for spec in contract.schema["features"]:
         if spec["kind"] == "numeric":
-            columns[spec["name"]] = [spec.get("mean") or 0.0]
+            columns[spec["name"]] = [spec.get("mean") or 0.0, None]
         else:
-            columns[spec["name"]] = [next(iter(spec.get("levels") or []), None)]
-    _, proba = model.predict(model_inputs(contract, Batch(columns, 1)))
-    if proba.shape != (1, len(contract.classes)):
+            columns[spec["name"]] = [next(iter(spec.get("levels") or []), None), None]
+    _, proba = model.predict(model_inputs(contract, Batch(columns, 2)))
+    if proba.shape != (2, len(contract.classes)):
         raise ModelError(
             f"the model returns {proba.shape[1]} class probabilities but the schema lists "
             f"{len(contract.classes)} classes: model and schema come from different runs"
+        )
+    if not np.isfinite(proba[1]).all():
+        raise ModelError(
+            "the model gives no finite probabilities for a row of nulls: it does not impute "
+            "missing values, which the request contract accepts in every feature (rebuild "
+            "it with this template's pipeline, `make run`)"
         )
 
 
@@ -585,7 +613,7 @@ class Service:
             self.error, self.status = f"{type(exc).__name__}: {exc}", "failed"
             logger.exception("cannot serve: unexpected error while loading the model")
             return
-        self._metadata = to_json(model.metadata)
+        self._metadata = strict_json(model.metadata)
         self.model = model
         self.status = "ready"
 
@@ -603,13 +631,13 @@ class Service:
             message = f"model failed to load: {self.error}"
         else:
             message = "model is loading"
-        return Answer(503, to_json({"message": message}), (("retry-after", "1"),))
+        return Answer(503, strict_json({"message": message}), (("retry-after", "1"),))
 
     def health(self) -> Answer:
         if self.status == "ready":
-            return Answer(200, to_json({"status": "ok", "model_version": self.version}))
+            return Answer(200, strict_json({"status": "ok", "model_version": self.version}))
         body = {"status": self.status, "model_version": self.version, "error": self.error}
-        return Answer(503, to_json(body), (("retry-after", "1"),))
+        return Answer(503, strict_json(body), (("retry-after", "1"),))
 
     def metadata(self) -> Answer:
         if self.model is None:
@@ -631,7 +659,12 @@ class Service:
             batch = parse(self.contract, body)
         except RequestError as exc:
             return Answer(exc.status, exc.body())
-        return self._answer(model, batch, _request_id(request_id), body)
+        request_id = _request_id(request_id)
+        try:
+            return self._answer(model, batch, request_id, body)
+        except Exception:  # a model or runtime failure: still a JSON answer, logged
+            logger.exception("request %s: prediction failed", request_id)
+            return internal_error(request_id)
 
     async def _read(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
         limit = self.body_limit
@@ -674,7 +707,7 @@ class Service:
             "probabilities": proba.tolist(),
             "unknown_categories": unknown,
         }
-        response = to_json(payload)
+        response = strict_json(payload)
         if self.prediction_log is not None:
             try:
                 self.prediction_log.record(
@@ -693,6 +726,15 @@ class Service:
             except Exception:
                 logger.warning("prediction log: record failed", exc_info=True)
         return Answer(200, response, ((REQUEST_ID_HEADER, request_id),))
+
+
+def internal_error(request_id: str | None = None) -> Answer:
+    """The 500 answer: a JSON body (never the server's plain-text default)."""
+    message = "internal error: the prediction failed; the server log has the traceback"
+    if request_id is None:
+        return Answer(500, strict_json({"message": message}))
+    body = {"message": f"{message} (request id {request_id})", "request_id": request_id}
+    return Answer(500, strict_json(body), ((REQUEST_ID_HEADER, request_id),))
 
 
 def _request_id(given: str | None) -> str:
@@ -790,6 +832,13 @@ def build_fastapi(service: Service) -> Any:
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
+
+    async def unexpected_error(request: Request, exc: Exception) -> Any:
+        # Starlette's default 500 is plain text: every body of this API is JSON.
+        logger.error("%s %s failed: %r", request.method, request.url.path, exc)
+        return _response(internal_error())
+
+    app.add_exception_handler(Exception, unexpected_error)
 
     @app.get(
         "/health",
