@@ -145,9 +145,15 @@ class MixedModel:
 def mixed_model(tmp_path_factory: pytest.TempPathFactory) -> MixedModel:
     """Trained in-process with the pipeline's own code (validate.infer_schema,
     train.fit_pipeline / to_onnx / train_info): covers what the default data does not
-    (categorical inputs, nullable numeric and categorical features)."""
+    (categorical inputs; numeric and categorical features with and without missing
+    values in training: x2 and color have some, x1 and size none)."""
     from mlops_template import train as t
-    from mlops_template.config import DataParams, RandomForestParams, SplitParams, TrainParams
+    from mlops_template.config import (
+        DataParams,
+        HistGradientBoostingParams,
+        SplitParams,
+        TrainParams,
+    )
     from mlops_template.data import stratified_split
     from mlops_template.validate import infer_schema
 
@@ -155,7 +161,12 @@ def mixed_model(tmp_path_factory: pytest.TempPathFactory) -> MixedModel:
     frame = mixed_dataset(rows=600, seed=1)
     schema = infer_schema(frame, DataParams(target="label", id_columns=["customer_id"]))
     train, test = stratified_split(frame, "label", SplitParams(test_size=0.25, seed=0))
-    params = TrainParams(random_forest=RandomForestParams(n_estimators=25))
+    # The default model (hist_gradient_boosting), kept small: continuous probabilities,
+    # so no exact ties between classes for float32 rounding to break differently.
+    params = TrainParams(
+        model="hist_gradient_boosting",
+        hist_gradient_boosting=HistGradientBoostingParams(max_iter=50),
+    )
     pipeline = t.fit_pipeline(train, schema, params)
     onnx_model = t.to_onnx(pipeline, schema)
     parity = t.check_parity(pipeline, onnx_model, test, schema, params.onnx_probability_tolerance)

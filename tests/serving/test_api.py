@@ -115,7 +115,6 @@ BAD_RECORDS = {
     "extra field": (lambda r: [{**r, "colour": "red"}], "colour", "extra_forbidden"),
     "string for a number": (lambda r: [{**r, "mean_area": "12.5"}], "mean_area", "float_type"),
     "boolean for a number": (lambda r: [{**r, "mean_area": True}], "mean_area", "float_type"),
-    "null, not nullable": (lambda r: [{**r, "mean_area": None}], "mean_area", "float_type"),
     "beyond float32": (lambda r: [{**r, "mean_area": 1e300}], "mean_area", "less_than_equal"),
     "second row bad": (lambda r: [r, {**r, "worst_area": []}], "worst_area", "float_type"),
 }
@@ -205,17 +204,6 @@ def test_unknown_category_accepted_and_reported(
     frame = pd.DataFrame([row, {**row, "color": "purple"}])
     features = feature_frame(frame, mixed_model.schema)
     assert_parity(answer.json(), mixed_model.pipeline, features, mixed_model.tolerance)
-
-
-def test_null_rules_follow_the_schema(mixed_accept: Server, mixed_model: MixedModel) -> None:
-    nullable = {f["name"]: f["nullable"] for f in mixed_model.schema["features"]}
-    assert nullable == {"x1": False, "x2": True, "color": True, "size": False}
-    row = records(mixed_model.test.iloc[:1], mixed_model.schema)[0]
-    assert predict(mixed_accept, [{**row, "x2": None, "color": None}]).status_code == 200
-    for name in ("x1", "size"):
-        answer = predict(mixed_accept, [{**row, name: None}])
-        assert answer.status_code == 422
-        assert answer.json()["detail"][0]["loc"] == ["body", 0, name]
 
 
 def test_unknown_category_rejected_when_configured(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from tests.conftest import mixed_dataset
 
@@ -59,9 +60,7 @@ def test_valid_records_become_columns_in_schema_order() -> None:
         ({**ROW, "colour": "red"}, "colour", "extra_forbidden"),
         ({**ROW, "age": "30"}, "age", "float_type"),
         ({**ROW, "age": True}, "age", "float_type"),
-        ({**ROW, "age": None}, "age", "float_type"),
         ({**ROW, "mean radius": 1e39}, "mean radius", "less_than_equal"),
-        ({**ROW, "plan": None}, "plan", "string_type"),
         ({**ROW, "plan": 3}, "plan", "string_type"),
         ({**ROW, "plan": ""}, "plan", "string_too_short"),
     ],
@@ -74,19 +73,50 @@ def test_bad_field_is_named(row: dict[str, Any], field: str, kind: str) -> None:
     assert f"body[1].{field}" in error.message
 
 
-@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity"])
-def test_non_finite_numbers_refused(token: bytes) -> None:
-    body = json.dumps([ROW]).replace("30", "__X__").encode().replace(b"__X__", token)
+def _strict(body: bytes) -> Any:
+    """Parse as RFC 8259 JSON: a bare NaN/Infinity fails."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+NON_FINITE = {b"NaN": "NaN", b"Infinity": "Infinity", b"-Infinity": "-Infinity",
+              b"1e400": "Infinity", b"-1e400": "-Infinity"}  # fmt: skip
+
+
+@pytest.mark.parametrize("token", NON_FINITE, ids=[t.decode() for t in NON_FINITE])
+@pytest.mark.parametrize("field", ["age", "mean radius", "plan"])
+def test_non_finite_numbers_refused_naming_the_field(token: bytes, field: str) -> None:
+    """Python's json writes NaN/Infinity and 1e400 overflows to an infinity: each is a
+    422 naming the row and field, and the error body stays strict JSON."""
+    rows = [ROW, {**ROW, field: "__X__"}]
+    body = json.dumps(rows).encode().replace(b'"__X__"', token)
     error = refused(parse_records, contract(), body)
     assert error.status == 422
-    assert error.detail[0]["loc"] == ["body", 0, "age"]
+    assert [d["loc"] for d in error.detail] == [["body", 1, field]]
+    parsed = _strict(error.body())
+    assert f"body[1].{field}" in parsed["message"]
+    assert parsed["detail"][0]["input"] == NON_FINITE[token]
+    if field != "plan":
+        assert "null for a missing value" in parsed["detail"][0]["msg"]
+    columns = json.dumps({k: [v, "__X__" if k == field else v] for k, v in ROW.items()})
+    error = refused(parse_columns, contract(), columns.encode().replace(b'"__X__"', token))
+    assert [d["loc"] for d in error.detail] == [["body", field, 1]]
+    assert _strict(error.body())["detail"][0]["input"] == NON_FINITE[token]
 
 
-def test_nullable_features_accept_null() -> None:
-    batch = parse_records(
-        contract(), json.dumps([{**ROW, "income": None, "region": None}]).encode()
-    )
-    assert batch.columns["region"] == [None]
+@pytest.mark.parametrize("field", list(ROW))
+def test_null_is_accepted_in_every_feature(field: str) -> None:
+    """Nullable or not in the schema (which records the training data), every feature
+    takes null: the pipeline imputes every column."""
+    batch = parse_records(contract(), json.dumps([ROW, {**ROW, field: None}]).encode())
+    assert batch.columns[field] == [ROW[field], None]
+    columns = {k: [v, None if k == field else v] for k, v in ROW.items()}
+    assert parse_columns(contract(), json.dumps(columns).encode()).columns[field][1] is None
+    all_null = parse_records(contract(), json.dumps([dict.fromkeys(ROW)]).encode())
+    assert all(values == [None] for values in all_null.columns.values())
 
 
 def test_row_limit_is_413_and_empty_is_422() -> None:
@@ -138,7 +168,8 @@ def test_openapi_schema_matches_the_contract() -> None:
     record = schema["items"]
     assert record["additionalProperties"] is False
     assert sorted(record["required"]) == sorted(ROW)
-    assert record["properties"]["income"]["anyOf"][1] == {"type": "null"}
+    for name in ROW:  # null in every feature
+        assert {"type": "null"} in record["properties"][name]["anyOf"], name
     columns = contract(max_rows=7).columns_json_schema()
     assert "$ref" not in json.dumps(columns)
     assert columns["properties"]["age"]["maxItems"] == 7
@@ -155,6 +186,9 @@ def test_model_inputs_follow_the_training_conventions() -> None:
     c = build_contract(schema, ServeParams())
     names = [f["name"] for f in schema["features"]]
     body = frame[names].to_json(orient="records").encode()
+    # a row of nulls too: NaN for numeric, MISSING_CATEGORY for categorical features
+    body = body[:-1] + b"," + json.dumps(dict.fromkeys(names)).encode() + b"]"
+    frame = pd.concat([frame, pd.DataFrame([dict.fromkeys(frame.columns)])], ignore_index=True)
     ours = model_inputs(c, parse_records(c, body))
     reference = list(onnx_inputs(feature_frame(frame, schema), schema).values())
     assert len(ours) == len(reference)
