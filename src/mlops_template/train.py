@@ -178,6 +178,28 @@ def check_parity(
     return Parity(len(features), int(np.sum(mismatch & ~tie)), diff, tolerance, int(tie.sum()))
 
 
+# Rows of the test set re-scored with missing values by `missing_value_probes`.
+MISSING_PROBE_ROWS = 20
+
+
+def missing_value_probes(
+    frame: pd.DataFrame, schema: dict[str, Any], rows: int = MISSING_PROBE_ROWS
+) -> pd.DataFrame:
+    """The first `rows` rows of `frame` once per feature with that feature missing, and
+    once with every feature missing. The serving API accepts a null in any feature, also
+    in one that had no missing value in training: the ONNX graph must impute each one as
+    sklearn does (NaN for numeric, None for categorical)."""
+    head = frame.iloc[:rows]
+    names = [f["name"] for f in schema["features"]]
+    parts = []
+    for missing in [[name] for name in names] + [names]:
+        part = head.copy()
+        for name in missing:
+            part[name] = np.nan if name in numeric_features(schema) else None
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
 _SKOPS_ID = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"')
 
 
@@ -230,20 +252,33 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def train_info(
-    params: TrainParams, parity: Parity, skops_model: bytes, onnx_model: bytes, rows: int
-) -> dict[str, Any]:
+def _parity_record(parity: Parity) -> dict[str, Any]:
     return {
+        "rows": parity.rows,
+        "ties": parity.ties,
+        "label_mismatches": parity.label_mismatches,
+        "max_probability_difference": parity.max_probability_difference,
+        "tolerance": parity.tolerance,
+    }
+
+
+def train_info(
+    params: TrainParams,
+    parity: Parity,
+    skops_model: bytes,
+    onnx_model: bytes,
+    rows: int,
+    missing_parity: Parity | None = None,
+) -> dict[str, Any]:
+    """What the train stage records; `missing_parity`: parity on `missing_value_probes`."""
+    info: dict[str, Any] = {
         "model": params.model,
         "hyperparameters": params.estimator_params.model_dump(),
         "seed": params.seed,
         "train_rows": rows,
-        "parity": {
-            "rows": parity.rows,
-            "ties": parity.ties,
-            "label_mismatches": parity.label_mismatches,
-            "max_probability_difference": parity.max_probability_difference,
-            "tolerance": parity.tolerance,
-        },
-        "sha256": {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)},
+        "parity": _parity_record(parity),
     }
+    if missing_parity is not None:
+        info["parity_with_missing_values"] = _parity_record(missing_parity)
+    info["sha256"] = {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)}
+    return info

@@ -24,6 +24,7 @@ from mlops_template.train import (
     check_parity,
     fit_pipeline,
     load_skops,
+    missing_value_probes,
     onnx_classes,
     onnx_predict,
     onnx_session,
@@ -85,6 +86,31 @@ def test_onnx_matches_sklearn(model: str, task: str, request: pytest.FixtureRequ
     assert proba.shape == (len(test), len(schema["classes"]))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert set(labels) <= set(schema["classes"])
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("task", ["mixed", "binary"])
+def test_onnx_imputes_a_missing_value_in_every_feature_like_sklearn(
+    model: str, task: str, request: pytest.FixtureRequest
+) -> None:
+    """Serving accepts a null in any feature: the ONNX graph imputes it as sklearn does,
+    also in the features that had no missing value in training (the default data has
+    none; in the mixed data x1 and size have none)."""
+    train, test, schema = request.getfixturevalue(task)
+    pipeline = fit_pipeline(train, schema, fast_params(model))
+    probes = missing_value_probes(test, schema, rows=10)
+    names = [f["name"] for f in schema["features"]]
+    assert len(probes) == 10 * (len(names) + 1)
+    features = feature_frame(probes, schema)
+    for i, name in enumerate(names):  # block i: feature i missing, the others as given
+        block = features.iloc[10 * i : 10 * (i + 1)]
+        missing = block[name].isna() | (block[name] == "")
+        assert missing.all() and block.drop(columns=name).notna().all().all()
+    parity = check_parity(pipeline, to_onnx(pipeline, schema), probes, schema, tolerance=1e-4)
+    assert parity.passed and parity.rows == len(probes), parity
+    # the nulls were imputed (finite, and not all rows alike), not passed through
+    proba = pipeline.predict_proba(features)
+    assert np.isfinite(proba).all() and len(np.unique(proba.round(6), axis=0)) > 1
 
 
 def test_parity_fails_when_the_tolerance_is_beyond_float32(binary: tuple) -> None:
@@ -155,6 +181,12 @@ def test_train_info_records_hashes_and_parity(binary: tuple) -> None:
     onnx_model, skops_model = to_onnx(pipeline, schema), skops_bytes(pipeline)
     parity = check_parity(pipeline, onnx_model, test, schema, 1e-3)
     info = train_info(params, parity, skops_model, onnx_model, len(train))
+    assert "parity_with_missing_values" not in info
+    probes = missing_value_probes(test, schema)
+    missing = check_parity(pipeline, onnx_model, probes, schema, 1e-3)
+    with_missing = train_info(params, parity, skops_model, onnx_model, len(train), missing)
+    assert with_missing["parity_with_missing_values"]["rows"] == len(probes) == 20 * 31
+    assert with_missing["parity_with_missing_values"]["label_mismatches"] == 0
     assert info["sha256"] == {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)}
     assert info["model"] == "logistic_regression" and info["train_rows"] == len(train)
     assert info["hyperparameters"]["C"] == 1.0

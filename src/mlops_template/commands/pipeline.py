@@ -128,23 +128,28 @@ def train() -> None:
     )
     test_frame = pd.read_parquet(paths.TEST_DATA)
     onnx_model = t.to_onnx(pipeline, schema)
-    parity = t.check_parity(
-        pipeline, onnx_model, test_frame, schema, p.train.onnx_probability_tolerance
-    )
-    if not parity.passed:
-        logger.error(
-            "ONNX parity failed on %d test rows: %d label mismatches, max |p_onnx - p_sklearn| = %.2e "
-            "(train.onnx_probability_tolerance: %s)",
-            parity.rows,
-            parity.label_mismatches,
-            parity.max_probability_difference,
-            parity.tolerance,
-        )
-        raise typer.Exit(1)
+    tolerance = p.train.onnx_probability_tolerance
+    parity = t.check_parity(pipeline, onnx_model, test_frame, schema, tolerance)
+    # Serving accepts a null in any feature: the ONNX graph must impute each like sklearn.
+    probes = t.missing_value_probes(test_frame, schema)
+    missing_parity = t.check_parity(pipeline, onnx_model, probes, schema, tolerance)
+    for checked, what in ((parity, "test rows"), (missing_parity, "test rows with nulls")):
+        if not checked.passed:
+            logger.error(
+                "ONNX parity failed on %d %s: %d label mismatches, max |p_onnx - p_sklearn| = "
+                "%.2e (train.onnx_probability_tolerance: %s)",
+                checked.rows,
+                what,
+                checked.label_mismatches,
+                checked.max_probability_difference,
+                checked.tolerance,
+            )
+            raise typer.Exit(1)
     skops_model = t.skops_bytes(pipeline)
     write_bytes(paths.MODEL_SKOPS, skops_model)
     write_bytes(paths.MODEL_ONNX, onnx_model)
-    write_json(paths.TRAIN_INFO, t.train_info(p.train, parity, skops_model, onnx_model, train_rows))
+    info = t.train_info(p.train, parity, skops_model, onnx_model, train_rows, missing_parity)
+    write_json(paths.TRAIN_INFO, info)
     logger.info(
         "ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
         parity.max_probability_difference,
