@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,36 @@ def test_the_prediction_log_stores_nulls_as_missing_values(
         others = [n for n in FEATURES if n != name]
         assert logged.loc[i, others].notna().all(), (i, others)
     assert logged.iloc[4][list(FEATURES)].isna().all()
+
+
+def _readme_predict_example() -> tuple[str, str]:
+    from tests.helpers import TEMPLATE_ROOT
+
+    readme = (TEMPLATE_ROOT / "README.md").read_text()
+    section = re.search(r"^### A `/predict` request\n(.*?)^##", readme, flags=re.S | re.M)
+    assert section, "README has no '### A `/predict` request' section"
+    blocks = re.findall(r"```json\n(.*?)```", section.group(1), flags=re.S)
+    assert len(blocks) == 2, "the section shows a request body and its answer"
+    return blocks[0], blocks[1]
+
+
+def test_the_readme_predict_example_is_what_the_api_answers(served: Server) -> None:
+    """The README's request is sent as shown to the model `make run` builds; its answer
+    has the fields, classes and prediction the README shows."""
+    request, shown = _readme_predict_example()
+    rows = strict_json(request)
+    assert any(value is None for row in rows for value in row.values()), "shows a null"
+    answer = httpx.post(
+        f"{served.url}/predict",
+        content=request.encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    got, want = strict_json(answer.content), strict_json(shown)
+    assert list(got) == list(want)
+    for key in ("model_version", "classes", "predictions", "unknown_categories"):
+        assert got[key] == want[key], key
+    assert np.asarray(got["probabilities"]).shape == np.asarray(want["probabilities"]).shape
+    np.testing.assert_allclose(np.sum(want["probabilities"], axis=1), 1.0, atol=1e-6)
+    assert len(want["request_id"]) == len(got["request_id"]) == 32
