@@ -8,7 +8,7 @@ non-zero on failure, so a bad dataset never reaches training.
 from __future__ import annotations
 
 import re
-from collections import Counter
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +24,10 @@ SCHEMA_VERSION = 1
 ID_LIKE_UNIQUE_FRACTION = 0.5
 LEAKAGE_SAMPLE_ROWS = 100_000
 LEAKAGE_BINS = 1024
+# A column with at least this share of distinct values (per row) is fine-grained: ties
+# between independent records are rare there, so a value shared only by identical rows
+# marks them as copies (count_test_copies). Whole-table doubling still leaves 0.5.
+FINE_GRAINED_MIN_DISTINCT = 0.2
 # Date recognition looks at this many distinct values of a text column, and guesses the
 # format from the first DATE_FORMAT_GUESSES of them (the most common guess wins).
 DATE_SAMPLE_VALUES = 1000
@@ -115,18 +119,21 @@ def date_format(values: pd.Series, min_fraction: float) -> str | None:
         return None
     from pandas.tseries.api import guess_datetime_format
 
-    guesses = Counter(
-        guess
-        for guess in map(guess_datetime_format, distinct.head(DATE_FORMAT_GUESSES))
-        if guess
-        and ("%Y" in guess or "%y" in guess)
-        and ("%m" in guess or "%b" in guess or "%B" in guess)
+    with warnings.catch_warnings():  # "dayfirst" hints: every guess is tried below anyway
+        warnings.simplefilter("ignore", UserWarning)
+        guesses = {guess_datetime_format(v) for v in distinct.head(DATE_FORMAT_GUESSES)}
+    formats = sorted(
+        g
+        for g in guesses
+        if g and ("%Y" in g or "%y" in g) and ("%m" in g or "%b" in g or "%B" in g)
     )
-    if not guesses:
-        return None
-    fmt = guesses.most_common(1)[0][0]
-    parsed = pd.to_datetime(distinct, format=fmt, errors="coerce")
-    return fmt if parsed.notna().mean() >= min_fraction else None
+    # "01/02/2020" guesses month-first, "13/02/2020" day-first: keep the one that parses most
+    best, best_share = None, 0.0
+    for fmt in formats:
+        share = float(pd.to_datetime(distinct, format=fmt, errors="coerce").notna().mean())
+        if share > best_share:
+            best, best_share = fmt, share
+    return best if best_share >= min_fraction else None
 
 
 def date_columns(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> dict[str, str]:
@@ -179,10 +186,15 @@ def count_test_copies(
     A copy: equal to a training row on every feature and the target. Identical rows are
     legitimate where few columns take few values (Titanic, Arrests: ~45 % of rows), so a
     copy counts only when it holds a value that no row outside its own identical copies
-    has. Chance cannot explain that: whatever the columns' dependence, two rows are equal
-    by chance at most as often as they agree on their rarest value, and here the rest of
-    the table never takes it. An estimate from column cardinalities or permuted columns
-    would assume independent columns, which low-dimensional, correlated data breaks.
+    has, in a fine-grained column (distinct values for at least FINE_GRAINED_MIN_DISTINCT
+    of the rows: a measurement, a name, where independent records rarely tie; a missing
+    value never counts). Chance does not explain such copies: whatever the columns'
+    dependence, two independent rows are equal at most as often as they tie on that
+    column, and the rest of the table never takes the value. A coarse column cannot tell:
+    a level seen only in identical rows (x = 1.0 always with c = "b") is common in small
+    categorical tables. An expected chance rate from the product of column cardinalities
+    or from permuted columns would assume independent columns, which correlated,
+    low-dimensional data breaks, and would fail exactly the tables this is meant to pass.
     """
     is_test = held_out_rows(frame, target, split)
     columns = [*features, target]
@@ -195,8 +207,12 @@ def count_test_copies(
     multiplicity = np.bincount(codes)[codes]
     distinctive = np.zeros(len(frame), dtype=bool)
     for column in features:
-        value_codes = pd.factorize(frame[column], use_na_sentinel=False)[0]
-        distinctive |= np.bincount(value_codes)[value_codes] == multiplicity
+        value_codes, levels = pd.factorize(frame[column])  # missing: -1
+        if len(levels) < FINE_GRAINED_MIN_DISTINCT * len(frame):
+            continue
+        counts = np.bincount(value_codes[value_codes >= 0], minlength=len(levels))
+        own = np.where(value_codes >= 0, counts[value_codes.clip(0)], 0) == multiplicity
+        distinctive |= own & (value_codes >= 0)
     beyond_chance = copied & distinctive[is_test]
     return int(is_test.sum()), int(beyond_chance.sum()), int((copied & ~beyond_chance).sum())
 

@@ -37,7 +37,7 @@ def with_missing(frame: pd.DataFrame) -> pd.DataFrame:
 
 def with_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     copies = frame.head(30).assign(customer_id=lambda f: f["customer_id"] + 1000)
-    return pd.concat([frame, copies], ignore_index=True)  # 9 % > 5 %
+    return pd.concat([frame, copies], ignore_index=True)  # ~1 in 8 test rows copies a train row
 
 
 def with_infinity(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +56,8 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame | None], str, str |
     "text in a numeric column": (with_text_in_numbers, "numeric_parse", "x1"),
     "infinite value": (with_infinity, "finite", "x2"),
     "leakage column": (lambda f: f.assign(outcome_code=f["label"].map({"low": 1, "mid": 2, "high": 3})), "leakage", "outcome_code"),
-    "duplicate rows": (with_duplicates, "duplicate_fraction", None),
+    "test rows copying training rows": (with_duplicates, "test_copies", None),
+    "regression target": (lambda f: f.assign(label=f["x1"].round(2)), "classification_target", "label"),
     "missing fraction": (with_missing, "missing_fraction", "x1"),
 }  # fmt: skip
 
