@@ -117,6 +117,28 @@ def test_good_data_passes_and_writes_the_schema(tmp_path: Path) -> None:
     assert "# Data validation: PASSED" in (project / "reports/validation.md").read_text()
 
 
+def test_warnings_are_logged_and_dates_are_left_out_of_the_schema(tmp_path: Path) -> None:
+    good = good_frame()
+    days = pd.Timestamp("2021-06-01") + pd.to_timedelta(np.arange(len(good)), unit="D")
+    frame = good.assign(signup=days.strftime("%Y-%m-%d"), row_number=np.arange(len(good)))
+    project = make_project(tmp_path / "project", frame)
+    cli(project, "ingest")
+
+    code, stderr = cli(project, "validate")
+
+    assert code == 0
+    assert "column 'signup' warns on rule datetime: dates (format '%Y-%m-%d')" in stderr
+    assert "column 'row_number' warns on rule id_like" in stderr
+    schema = json.loads((project / "data/schema.json").read_text())
+    assert schema["datetime_columns"] == [{"name": "signup", "format": "%Y-%m-%d"}]
+    assert "signup" not in [f["name"] for f in schema["features"]]
+    report = json.loads((project / "reports/validation.json").read_text())
+    assert {(w["rule"], w["column"]) for w in report["warnings"]} == {
+        ("datetime", "signup"),
+        ("id_like", "row_number"),
+    }
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_data_fails_validation_naming_column_and_rule(tmp_path: Path, case: str) -> None:
     breaker, rule, column = CASES[case]
