@@ -59,6 +59,11 @@ class DataParams(Section):
     target: Annotated[str, Field(min_length=1)] = "target"
     id_columns: list[Annotated[str, Field(min_length=1)]] = []
     drop_columns: list[Annotated[str, Field(min_length=1)]] = []
+    # Date columns (text that parses as dates, or Parquet timestamps) are recognised by
+    # validation and kept out of the features: "drop" is the only action so far. Date
+    # parts (year, month, ...) would have to be computed identically by the ONNX model,
+    # the serving API and the drift monitor, which do not exist yet.
+    datetime_features: str = "drop"
 
     @field_validator("source")
     @classmethod
@@ -85,6 +90,18 @@ class DataParams(Section):
             raise ValueError(f"lists the target column {target!r}, which must stay a label")
         return value
 
+    @field_validator("datetime_features")
+    @classmethod
+    def _datetime_features(cls, value: str) -> str:
+        if value == "parts":
+            raise ValueError(
+                "is not supported yet (date parts would have to be computed alike by the "
+                "ONNX model, the serving API and the drift monitor); use 'drop'"
+            )
+        if value != "drop":
+            raise ValueError("must be 'drop' (date columns are kept out of the features)")
+        return value
+
     @property
     def builtin(self) -> str | None:
         if self.source.startswith(BUILTIN_PREFIX):
@@ -95,7 +112,13 @@ class DataParams(Section):
 class ValidateParams(Section):
     min_rows: PositiveInt = 20
     max_missing_fraction: Fraction = 0.3
+    # Whole-table duplicate rows above this share are a warning, not a failure: in
+    # low-dimensional data identical rows are legitimate (Titanic, Arrests: ~45 %).
     max_duplicate_fraction: Fraction = 0.05
+    # What fails instead: test rows that are exact copies (features and target) of
+    # training rows *and* carry a value no other row has, i.e. copies that chance cannot
+    # explain (see validate.count_test_copies). At most this share of the test rows.
+    max_test_copy_fraction: Fraction = 0.01
     # A feature that alone predicts the target with balanced accuracy at or above this is
     # treated as leakage (it equals, or trivially encodes, the label).
     leakage_max_score: OpenFraction = 0.995
@@ -104,6 +127,13 @@ class ValidateParams(Section):
     # turning the column into a categorical.
     numeric_parse_min_fraction: OpenFraction = 0.9
     max_categorical_levels: PositiveInt = 200
+    # A numeric target with more distinct values than this, which are also more than
+    # regression_min_distinct_fraction of the rows, looks like regression (not supported).
+    regression_min_distinct: PositiveInt = 20
+    regression_min_distinct_fraction: Fraction = 0.05
+    # An integer feature with at least this share of distinct values that is also
+    # contiguous, sorted or named like an id is reported as a likely row identifier.
+    id_like_min_distinct_fraction: OpenFraction = 0.95
 
 
 class SplitParams(Section):

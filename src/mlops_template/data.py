@@ -95,18 +95,54 @@ def load_builtin_with_sklearn(name: str) -> pd.DataFrame:
     return frame
 
 
+# Texts that mean "no value", in CSV and Parquet alike: pandas' own CSV defaults plus the
+# "-" and "?" that exports and public datasets use. A CSV reader turns them into missing
+# values; a Parquet file keeps them as text, so `missing_tokens_to_na` does the same there
+# and a numeric column written either way reads as the same numbers with gaps.
+MISSING_TOKENS = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "-", "?",
+)  # fmt: skip
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame, missing-value texts treated alike in both."""
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, keep_default_na=False, na_values=list(MISSING_TOKENS))
+    return missing_tokens_to_na(pd.read_parquet(path))
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file, with errors that name the file."""
     if not path.exists():
         raise DataError(f"data.source: {str(path)!r} does not exist")
     try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
+        return read_file(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except Exception as exc:  # parser errors of either format
         raise DataError(f"data.source: {str(path)!r} cannot be read: {exc}") from exc
+
+
+def missing_tokens_to_na(frame: pd.DataFrame) -> pd.DataFrame:
+    """What a CSV read would make of a Parquet file's text columns: `MISSING_TOKENS` become
+    missing values, and a text column whose remaining values are all numbers becomes
+    numeric (int64 without gaps, float64 with them, as `read_csv` infers)."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        is_token = values.isin(MISSING_TOKENS).to_numpy()
+        if is_token.any():
+            values = values.where(~is_token)
+        present = values.notna()
+        if present.any():
+            numbers = pd.to_numeric(values, errors="coerce")
+            if numbers.notna().sum() == present.sum() and pd.api.types.is_numeric_dtype(numbers):
+                values = numbers
+        out[column] = values
+    return out
 
 
 def load_source(params: DataParams, root: Path = Path()) -> pd.DataFrame:
@@ -138,6 +174,15 @@ def stratified_split(
 
     Done with numpy rather than sklearn so the split stage starts fast.
     """
+    is_test = held_out_rows(frame, target, params)
+    train = frame.iloc[~is_test].reset_index(drop=True)
+    test = frame.iloc[is_test].reset_index(drop=True)
+    return train, test
+
+
+def held_out_rows(frame: pd.DataFrame, target: str, params: SplitParams) -> np.ndarray:
+    """Which rows `stratified_split` puts in the test set (validation measures copies
+    between the two parts before the split stage writes them)."""
     rng = np.random.default_rng(params.seed)
     labels = frame[target].astype(str).to_numpy()
     test_rows: list[np.ndarray] = []
@@ -151,9 +196,7 @@ def stratified_split(
     test_index = np.sort(np.concatenate(test_rows)) if test_rows else np.array([], dtype=int)
     is_test = np.zeros(len(frame), dtype=bool)
     is_test[test_index] = True
-    train = frame.iloc[~is_test].reset_index(drop=True)
-    test = frame.iloc[is_test].reset_index(drop=True)
-    return train, test
+    return is_test
 
 
 # --- labelled feedback (python -m mlops_template monitor append) ----------------------
@@ -170,7 +213,7 @@ def read_feedback(directory: Path) -> list[tuple[str, pd.DataFrame]]:
         if not path.is_file() or path.suffix.lower() not in FEEDBACK_SUFFIXES:
             continue
         try:
-            frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+            frame = read_file(path)
         except Exception as exc:
             raise DataError(f"feedback file {str(path)!r} cannot be read: {exc}") from exc
         batches.append((str(path), normalise_columns(frame)))

@@ -7,14 +7,16 @@ non-zero on failure, so a bad dataset never reaches training.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlops_template.config import DataParams, ValidateParams
-from mlops_template.data import frame_hash
+from mlops_template.config import DataParams, SplitParams, ValidateParams
+from mlops_template.data import frame_hash, held_out_rows
 
 SCHEMA_VERSION = 1
 # Columns with more distinct values than this share of rows look like identifiers, not
@@ -22,6 +24,16 @@ SCHEMA_VERSION = 1
 ID_LIKE_UNIQUE_FRACTION = 0.5
 LEAKAGE_SAMPLE_ROWS = 100_000
 LEAKAGE_BINS = 1024
+# A column with at least this share of distinct values (per row) is fine-grained: ties
+# between independent records are rare there, so a value shared only by identical rows
+# marks them as copies (count_test_copies). Whole-table doubling still leaves 0.5.
+FINE_GRAINED_MIN_DISTINCT = 0.2
+# Date recognition looks at this many distinct values of a text column, and guesses the
+# format from the first DATE_FORMAT_GUESSES of them (the most common guess wins).
+DATE_SAMPLE_VALUES = 1000
+DATE_FORMAT_GUESSES = 20
+# "customer_id", "id", "ID", "order-id", "id_2", "PassengerId", "userID"; not "paid", "valid".
+ID_NAME = re.compile(r"(?:^|[^A-Za-z])(?:id|ID|Id)$|^(?:id|ID|Id)(?:[^A-Za-z]|$)|[a-z](?:Id|ID)$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,9 @@ class Check:
 @dataclass
 class ValidationResult:
     checks: list[Check] = field(default_factory=list)
+    # Findings worth a look that do not fail validation (duplicates within the table,
+    # id-like integers, date columns left out of the features).
+    warnings: list[Check] = field(default_factory=list)
     rows: int = 0
     columns: int = 0
 
@@ -49,12 +64,16 @@ class ValidationResult:
     def add(self, rule: str, passed: bool, detail: str, column: str | None = None) -> None:
         self.checks.append(Check(rule, bool(passed), detail, column))
 
+    def warn(self, rule: str, detail: str, column: str | None = None) -> None:
+        self.warnings.append(Check(rule, False, detail, column))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "rows": self.rows,
             "columns": self.columns,
             "failures": [asdict(c) for c in self.failures],
+            "warnings": [asdict(c) for c in self.warnings],
             "checks": [asdict(c) for c in self.checks],
         }
 
@@ -64,13 +83,138 @@ def failure_message(check: Check) -> str:
     return f"{where} fails rule {check.rule}: {check.detail}"
 
 
+def warning_message(check: Check) -> str:
+    where = f"column {check.column!r}" if check.column else "dataset"
+    return f"{where} warns on rule {check.rule}: {check.detail}"
+
+
 def parses_as_number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").notna()
 
 
-def feature_columns(frame: pd.DataFrame, params: DataParams) -> list[str]:
-    excluded = {params.target, *params.id_columns, *params.drop_columns}
+def feature_columns(
+    frame: pd.DataFrame, params: DataParams, dates: dict[str, str] | None = None
+) -> list[str]:
+    """The model's inputs: every column but the target, id, dropped and date columns."""
+    excluded = {params.target, *params.id_columns, *params.drop_columns, *(dates or {})}
     return [c for c in frame.columns if c not in excluded]
+
+
+def date_format(values: pd.Series, min_fraction: float) -> str | None:
+    """The date format of a column whose values are dates ("timestamp" for a datetime
+    column, e.g. from Parquet), else None.
+
+    Text counts as dates when a format guessed from its first values (one with a year and
+    a month: "2020" alone is a number, "12:30" a time) parses at least `min_fraction` of
+    up to DATE_SAMPLE_VALUES distinct values. Without this, a date column looks like
+    "distinct text" and fails validate.max_categorical_levels, or becomes a categorical
+    feature whose every future value is unknown.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "timestamp"
+    if is_numeric(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    distinct = pd.Series(values.dropna().astype(str).unique()[:DATE_SAMPLE_VALUES], dtype=object)
+    if distinct.empty or parses_as_number(distinct).mean() >= 0.5:
+        return None
+    from pandas.tseries.api import guess_datetime_format
+
+    with warnings.catch_warnings():  # "dayfirst" hints: every guess is tried below anyway
+        warnings.simplefilter("ignore", UserWarning)
+        guesses = {guess_datetime_format(v) for v in distinct.head(DATE_FORMAT_GUESSES)}
+    formats = sorted(
+        g
+        for g in guesses
+        if g and ("%Y" in g or "%y" in g) and ("%m" in g or "%b" in g or "%B" in g)
+    )
+    # "01/02/2020" guesses month-first, "13/02/2020" day-first: keep the one that parses most
+    best, best_share = None, 0.0
+    for fmt in formats:
+        share = float(pd.to_datetime(distinct, format=fmt, errors="coerce").notna().mean())
+        if share > best_share:
+            best, best_share = fmt, share
+    return best if best_share >= min_fraction else None
+
+
+def date_columns(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> dict[str, str]:
+    """{column: format} of the would-be feature columns that hold dates."""
+    found = {}
+    for column in feature_columns(frame, data):
+        fmt = date_format(frame[column], rules.numeric_parse_min_fraction)
+        if fmt is not None:
+            found[column] = fmt
+    return found
+
+
+def id_like_reason(values: pd.Series, name: str, min_distinct_fraction: float) -> str | None:
+    """Why an integer column looks like a row identifier, or None.
+
+    Nearly all values distinct, and either contiguous (filling their range: 1..n), sorted
+    in row order, or named like an id. A warning, not a failure: a true feature can look
+    like this (the user keeps it by ignoring the warning), while the harmful case, an id
+    whose order follows the label, already fails the leakage rule.
+    """
+    if not is_numeric(values):
+        return None
+    present = values.dropna().to_numpy(dtype=np.float64)
+    if len(present) < 2 or not np.all(np.isfinite(present)) or np.any(present % 1):
+        return None
+    distinct = len(np.unique(present))
+    if distinct < min_distinct_fraction * len(present):
+        return None
+    span = present.max() - present.min() + 1
+    steps = np.diff(present)
+    if distinct >= min_distinct_fraction * span:
+        how = (
+            f"contiguous: {distinct} distinct values fill {present.min():.0f}..{present.max():.0f}"
+        )
+    elif max((steps > 0).mean(), (steps < 0).mean()) >= min_distinct_fraction:
+        how = f"{distinct} distinct values, sorted in row order"
+    elif ID_NAME.search(name):
+        how = f"{distinct} distinct values and named like an id"
+    else:
+        return None
+    return how
+
+
+def count_test_copies(
+    frame: pd.DataFrame, features: list[str], target: str, split: SplitParams
+) -> tuple[int, int, int]:
+    """(test rows, test rows copying a training row beyond chance, test rows copying a
+    training row made of common values only), on the split the `split` stage will make.
+
+    A copy: equal to a training row on every feature and the target. Identical rows are
+    legitimate where few columns take few values (Titanic, Arrests: ~45 % of rows), so a
+    copy counts only when it holds a value that no row outside its own identical copies
+    has, in a fine-grained column (distinct values for at least FINE_GRAINED_MIN_DISTINCT
+    of the rows: a measurement, a name, where independent records rarely tie; a missing
+    value never counts). Chance does not explain such copies: whatever the columns'
+    dependence, two independent rows are equal at most as often as they tie on that
+    column, and the rest of the table never takes the value. A coarse column cannot tell:
+    a level seen only in identical rows (x = 1.0 always with c = "b") is common in small
+    categorical tables. An expected chance rate from the product of column cardinalities
+    or from permuted columns would assume independent columns, which correlated,
+    low-dimensional data breaks, and would fail exactly the tables this is meant to pass.
+    """
+    is_test = held_out_rows(frame, target, split)
+    columns = [*features, target]
+    # a 64-bit hash per row: ~10x faster than DataFrame.duplicated on wide frames
+    row_hash = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    copied = np.isin(row_hash[is_test], row_hash[~is_test])
+    if not copied.any():
+        return int(is_test.sum()), 0, 0
+    codes = pd.factorize(row_hash)[0]
+    multiplicity = np.bincount(codes)[codes]
+    distinctive = np.zeros(len(frame), dtype=bool)
+    for column in features:
+        value_codes, levels = pd.factorize(frame[column])  # missing: -1
+        if len(levels) < FINE_GRAINED_MIN_DISTINCT * len(frame):
+            continue
+        counts = np.bincount(value_codes[value_codes >= 0], minlength=len(levels))
+        own = np.where(value_codes >= 0, counts[value_codes.clip(0)], 0) == multiplicity
+        distinctive |= own & (value_codes >= 0)
+    beyond_chance = copied & distinctive[is_test]
+    return int(is_test.sum()), int(beyond_chance.sum()), int((copied & ~beyond_chance).sum())
 
 
 def is_numeric(values: pd.Series) -> bool:
@@ -147,8 +291,18 @@ def _leave_one_out_majority(codes: np.ndarray, y: np.ndarray, weight: np.ndarray
     return float(weight[predicted == y].sum())
 
 
-def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> ValidationResult:
-    """Every rule of the data contract, in order; later rules run only when they can."""
+def check_data(
+    frame: pd.DataFrame,
+    data: DataParams,
+    rules: ValidateParams,
+    split: SplitParams | None = None,
+) -> ValidationResult:
+    """Every rule of the data contract, in order; later rules run only when they can.
+
+    `split` (params.split, defaults when None) is the split the copies between train and
+    test are measured on: the same seeded split the `split` stage makes afterwards.
+    """
+    split = split if split is not None else SplitParams()
     result = ValidationResult(rows=len(frame), columns=frame.shape[1])
     target = data.target
 
@@ -196,14 +350,16 @@ def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> 
         f"{n_missing_target} rows have no target value",
         target,
     )
+    looks_like_regression = _check_target_kind(labels.dropna(), target, rules, result)
     counts = labels.dropna().astype(str).value_counts()
-    result.add(
-        "min_classes",
-        len(counts) >= 2,
-        f"{len(counts)} class(es): {dict(counts.head(10))} (at least 2 are needed)",
-        target,
-    )
-    if len(counts) >= 2:
+    if not looks_like_regression:
+        result.add(
+            "min_classes",
+            len(counts) >= 2,
+            f"{len(counts)} class(es): {dict(counts.head(10))} (at least 2 are needed)",
+            target,
+        )
+    if len(counts) >= 2 and not looks_like_regression:
         smallest = counts.idxmin()
         result.add(
             "min_class_rows",
@@ -212,9 +368,17 @@ def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> 
             target,
         )
 
-    features = feature_columns(frame, data)
+    dates = date_columns(frame, data, rules)
+    for column, fmt in dates.items():
+        result.warn(
+            "datetime",
+            f"dates ({'timestamps' if fmt == 'timestamp' else f'format {fmt!r}'}): kept out "
+            f"of the features (data.datetime_features: {data.datetime_features})",
+            column,
+        )
+    features = feature_columns(frame, data, dates)
     if not features:
-        result.add("has_features", False, "no feature columns remain after id/drop columns")
+        result.add("has_features", False, "no feature columns remain after id/drop/date columns")
         return result
 
     for column in features:
@@ -261,6 +425,16 @@ def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> 
                     column,
                 )
                 continue
+            id_like = id_like_reason(values, column, rules.id_like_min_distinct_fraction)
+            if id_like:
+                result.warn(
+                    "id_like",
+                    f"integer column that looks like a row identifier ({id_like}; "
+                    f"validate.id_like_min_distinct_fraction: "
+                    f"{rules.id_like_min_distinct_fraction}); it is used as a feature unless "
+                    "you list it in data.id_columns",
+                    column,
+                )
         fraction = n_null / len(values)
         result.add(
             "missing_fraction",
@@ -270,20 +444,68 @@ def check_data(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> 
         )
 
     # Rows that repeat what the model sees (features and label): id columns differ
-    # between copies of the same record, so they do not count.
-    # A 64-bit hash per row: ~10x faster than DataFrame.duplicated on wide frames.
+    # between copies of the same record, so they do not count. Only a warning: in
+    # low-dimensional data identical rows are legitimate; what fails is test_copies.
     row_hashes = pd.util.hash_pandas_object(frame[[*features, target]], index=False)
     duplicates = float(row_hashes.duplicated().mean())
-    result.add(
-        "duplicate_fraction",
-        duplicates <= rules.max_duplicate_fraction,
+    detail = (
         f"{duplicates:.1%} duplicate rows, ignoring id and dropped columns "
-        f"(validate.max_duplicate_fraction: {rules.max_duplicate_fraction})",
+        f"(validate.max_duplicate_fraction: {rules.max_duplicate_fraction}, a warning only)"
     )
+    if duplicates <= rules.max_duplicate_fraction:
+        result.add("duplicate_fraction", True, detail)
+    else:
+        result.warn("duplicate_fraction", detail)
 
-    if len(counts) >= 2 and n_missing_target == 0:
+    if n_missing_target == 0 and not looks_like_regression:
+        _check_test_copies(frame, features, target, rules, split, result)
+    if len(counts) >= 2 and n_missing_target == 0 and not looks_like_regression:
         _check_leakage(frame, features, target, rules, result)
     return result
+
+
+def _check_target_kind(
+    labels: pd.Series, target: str, rules: ValidateParams, result: ValidationResult
+) -> bool:
+    """Fails a numeric target with many distinct values (True): it is a quantity to
+    predict, not a class, and every value would become a class of one or two rows."""
+    if not is_numeric(labels):
+        return False
+    distinct = int(labels.nunique())
+    regression = (
+        distinct > rules.regression_min_distinct
+        and distinct > rules.regression_min_distinct_fraction * len(labels)
+    )
+    detail = (
+        f"target {target!r} has {distinct} distinct numeric values"
+        + (": looks like regression, which this template does not do yet" if regression else "")
+        + f" (validate.regression_min_distinct: {rules.regression_min_distinct}, "
+        f"validate.regression_min_distinct_fraction: {rules.regression_min_distinct_fraction})"
+    )
+    result.add("classification_target", not regression, detail, target)
+    return regression
+
+
+def _check_test_copies(
+    frame: pd.DataFrame,
+    features: list[str],
+    target: str,
+    rules: ValidateParams,
+    split: SplitParams,
+    result: ValidationResult,
+) -> None:
+    test_rows, copies, common = count_test_copies(frame, features, target, split)
+    if test_rows == 0:
+        return
+    share = copies / test_rows
+    result.add(
+        "test_copies",
+        share <= rules.max_test_copy_fraction,
+        f"{copies} of {test_rows} test rows ({share:.1%}) are exact copies of training rows "
+        "holding a value no other row has (validate.max_test_copy_fraction: "
+        f"{rules.max_test_copy_fraction}); {common} more copy only common values, as "
+        "identical rows of low-dimensional data do, and are not counted",
+    )
 
 
 def _check_leakage(
@@ -319,10 +541,16 @@ def _check_leakage(
         )
 
 
-def infer_schema(frame: pd.DataFrame, data: DataParams) -> dict[str, Any]:
-    """The data contract the model, the serving API and the drift monitor all rely on."""
+def infer_schema(
+    frame: pd.DataFrame, data: DataParams, rules: ValidateParams | None = None
+) -> dict[str, Any]:
+    """The data contract the model, the serving API and the drift monitor all rely on.
+
+    `rules` (params.validate, defaults when None) decide which columns are dates.
+    """
+    dates = date_columns(frame, data, rules if rules is not None else ValidateParams())
     features = []
-    for column in feature_columns(frame, data):
+    for column in feature_columns(frame, data, dates):
         values = frame[column]
         entry: dict[str, Any] = {
             "name": column,
@@ -358,6 +586,8 @@ def infer_schema(frame: pd.DataFrame, data: DataParams) -> dict[str, Any]:
         "features": features,
         "id_columns": list(data.id_columns),
         "dropped_columns": list(data.drop_columns),
+        # recognised as dates and left out of the features (data.datetime_features: drop)
+        "datetime_columns": [{"name": name, "format": fmt} for name, fmt in dates.items()],
         "rows": len(frame),
         "dataset_hash": frame_hash(frame),
     }
@@ -379,6 +609,10 @@ def render_validation_markdown(result: ValidationResult, source: str) -> str:
     if result.failures:
         lines += ["## Failures", ""]
         lines += [f"- **{c.rule}** ({c.column or 'dataset'}): {c.detail}" for c in result.failures]
+        lines.append("")
+    if result.warnings:
+        lines += ["## Warnings (do not fail validation)", ""]
+        lines += [f"- **{c.rule}** ({c.column or 'dataset'}): {c.detail}" for c in result.warnings]
         lines.append("")
     lines += ["## All checks", "", "| rule | column | result | detail |", "|---|---|---|---|"]
     for c in result.checks:

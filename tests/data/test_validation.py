@@ -37,7 +37,7 @@ def with_missing(frame: pd.DataFrame) -> pd.DataFrame:
 
 def with_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     copies = frame.head(30).assign(customer_id=lambda f: f["customer_id"] + 1000)
-    return pd.concat([frame, copies], ignore_index=True)  # 9 % > 5 %
+    return pd.concat([frame, copies], ignore_index=True)  # ~1 in 8 test rows copies a train row
 
 
 def with_infinity(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +56,8 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame | None], str, str |
     "text in a numeric column": (with_text_in_numbers, "numeric_parse", "x1"),
     "infinite value": (with_infinity, "finite", "x2"),
     "leakage column": (lambda f: f.assign(outcome_code=f["label"].map({"low": 1, "mid": 2, "high": 3})), "leakage", "outcome_code"),
-    "duplicate rows": (with_duplicates, "duplicate_fraction", None),
+    "test rows copying training rows": (with_duplicates, "test_copies", None),
+    "regression target": (lambda f: f.assign(label=f["x1"].round(2)), "classification_target", "label"),
     "missing fraction": (with_missing, "missing_fraction", "x1"),
 }  # fmt: skip
 
@@ -114,6 +115,28 @@ def test_good_data_passes_and_writes_the_schema(tmp_path: Path) -> None:
     report = json.loads((project / "reports/validation.json").read_text())
     assert report["passed"] is True and report["failures"] == []
     assert "# Data validation: PASSED" in (project / "reports/validation.md").read_text()
+
+
+def test_warnings_are_logged_and_dates_are_left_out_of_the_schema(tmp_path: Path) -> None:
+    good = good_frame()
+    days = pd.Timestamp("2021-06-01") + pd.to_timedelta(np.arange(len(good)), unit="D")
+    frame = good.assign(signup=days.strftime("%Y-%m-%d"), row_number=np.arange(len(good)))
+    project = make_project(tmp_path / "project", frame)
+    cli(project, "ingest")
+
+    code, stderr = cli(project, "validate")
+
+    assert code == 0
+    assert "column 'signup' warns on rule datetime: dates (format '%Y-%m-%d')" in stderr
+    assert "column 'row_number' warns on rule id_like" in stderr
+    schema = json.loads((project / "data/schema.json").read_text())
+    assert schema["datetime_columns"] == [{"name": "signup", "format": "%Y-%m-%d"}]
+    assert "signup" not in [f["name"] for f in schema["features"]]
+    report = json.loads((project / "reports/validation.json").read_text())
+    assert {(w["rule"], w["column"]) for w in report["warnings"]} == {
+        ("datetime", "signup"),
+        ("id_like", "row_number"),
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -9,6 +9,7 @@ from tests.conftest import mixed_dataset
 
 from mlops_template.config import DataParams, ValidateParams
 from mlops_template.validate import (
+    ID_NAME,
     Check,
     ValidationResult,
     check_data,
@@ -117,10 +118,39 @@ def test_missing_fraction(good: pd.DataFrame) -> None:
     assert check_data(frame, DATA, lenient).passed
 
 
-def test_duplicate_rows_ignore_id_columns(good: pd.DataFrame) -> None:
+def test_copies_ignore_id_columns_and_whole_table_duplicates_only_warn(good: pd.DataFrame) -> None:
     copies = good.head(40).assign(customer_id=lambda f: f["customer_id"] + 10_000)
     frame = pd.concat([good, copies], ignore_index=True)
-    assert failed(frame) == {("duplicate_fraction", None)}
+    result = check_data(frame, DATA, RULES)
+    assert failed(frame) == {("test_copies", None)}
+    assert [(c.rule, c.column) for c in result.warnings] == [("duplicate_fraction", None)]
+    assert result.to_dict()["warnings"][0]["rule"] == "duplicate_fraction"
+    markdown = render_validation_markdown(result, "data/external/m.csv")
+    assert "## Warnings (do not fail validation)" in markdown
+    assert "- **duplicate_fraction** (dataset): 11.8% duplicate rows" in markdown
+    # a generous threshold lets the copies pass; the duplicates stay a warning
+    lenient = ValidateParams(max_test_copy_fraction=0.5)
+    assert check_data(frame, DATA, lenient).passed
+
+
+@pytest.mark.parametrize(
+    ("name", "id_like"),
+    [
+        ("customer_id", True),
+        ("id", True),
+        ("ID", True),
+        ("order-id", True),
+        ("id_2", True),
+        ("PassengerId", True),
+        ("userID", True),
+        ("paid", False),
+        ("valid", False),
+        ("Humidity", False),
+        ("idle_minutes", False),
+    ],
+)
+def test_id_names(name: str, id_like: bool) -> None:
+    assert bool(ID_NAME.search(name)) is id_like
 
 
 def test_leakage_copy_of_the_target(good: pd.DataFrame) -> None:

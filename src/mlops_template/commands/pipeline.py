@@ -67,6 +67,7 @@ def validate() -> None:
         failure_message,
         infer_schema,
         render_validation_markdown,
+        warning_message,
     )
 
     p = params()
@@ -74,7 +75,8 @@ def validate() -> None:
     remove(paths.SCHEMA, paths.VALIDATION_REPORT_JSON, paths.VALIDATION_REPORT_MD)
     with user_errors():
         frame = pd.read_parquet(paths.RAW_DATA)
-    result = check_data(frame, p.data, p.validation)
+    # copies between train and test are measured on the split the `split` stage makes
+    result = check_data(frame, p.data, p.validation, p.split)
     write_json(paths.VALIDATION_REPORT_JSON, result.to_dict() | {"source": p.data.source})
     write_text(paths.VALIDATION_REPORT_MD, render_validation_markdown(result, p.data.source))
     if not result.passed:
@@ -82,7 +84,9 @@ def validate() -> None:
             logger.error("validation: %s", failure_message(failure))
         logger.error("data validation failed; see %s", paths.VALIDATION_REPORT_MD)
         raise typer.Exit(1)
-    write_json(paths.SCHEMA, infer_schema(frame, p.data))
+    for warning in result.warnings:
+        logger.warning("validation: %s", warning_message(warning))
+    write_json(paths.SCHEMA, infer_schema(frame, p.data, p.validation))
     logger.info("validation passed: %d checks, schema -> %s", len(result.checks), paths.SCHEMA)
 
 
