@@ -191,11 +191,12 @@ def missing_value_probes(
     sklearn does (NaN for numeric, None for categorical)."""
     head = frame.iloc[:rows]
     names = [f["name"] for f in schema["features"]]
+    numeric = set(numeric_features(schema))
     parts = []
     for missing in [[name] for name in names] + [names]:
         part = head.copy()
         for name in missing:
-            part[name] = np.nan if name in numeric_features(schema) else None
+            part[name] = np.nan if name in numeric else None
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
