@@ -125,7 +125,12 @@ def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
     artifact = result.artifact("pr-report")
     (call,) = result.cml_calls()
     assert call["command"] == "comment update"
-    assert call["flags"] == {"target": "pr", "watermark-title": TITLE, "publish": "false"}
+    assert call["flags"] == {
+        "repo": f"https://github.com/{REPO}",
+        "target": "pr",
+        "watermark-title": TITLE,
+        "publish": "false",
+    }
     assert call["pr"] == DOCS_PR == event["pull_request"]["number"]
     assert call["markdown"] == (artifact / "report.md").read_text()
     compared = yaml.safe_load(FIXTURE_PARAMS.read_text())["compare"]["metrics"]  # the repo's
@@ -183,6 +188,7 @@ def test_commenter_posts_the_fork_report_on_its_pr(
     (call,) = result.cml_calls()
     assert call["command"] == "comment update"
     assert call["flags"] == {
+        "repo": f"https://github.com/{REPO}",
         "target": f"pr/{FORK_PR}",
         "watermark-title": TITLE,
         "publish": "false",

