@@ -198,3 +198,12 @@ def test_every_direct_cml_call_names_the_repository() -> None:
                     calls += 1
                     assert "--repo=" in step["run"], f"{path.name}: {step.get('name')}"
     assert calls >= 3  # pr.yaml, pr-comment.yaml, train-cloud.yaml
+
+
+def test_every_workflow_calling_cml_turns_its_telemetry_off() -> None:
+    # CML sends usage analytics unless ITERATIVE_DO_NOT_TRACK is set; workflow level so
+    # that every job and every indirect call (make train-pr, monitor pr) inherits it.
+    names = cml_workflows()
+    assert {"pr.yaml", "pr-comment.yaml", "train-cloud.yaml", "monitor.yaml"} <= set(names)
+    for name in names:
+        assert load(name).get("env", {}).get("ITERATIVE_DO_NOT_TRACK") == "1", name
