@@ -145,7 +145,16 @@ def test_commenter_shape() -> None:
     assert trigger == {"workflows": [load("pr.yaml")["name"]], "types": ["completed"]}
     (job,) = workflow["jobs"].values()
     assert job["permissions"] == {"actions": "read", "pull-requests": "write"}
-    assert not [s for s in job["steps"] if "checkout" in s.get("uses", "")]
+    # Only the default branch's own commit (no ref, no repository: never the PR's code),
+    # sparse, for the comment filter; the posted file is the filter's output.
+    (checkout,) = [s for s in job["steps"] if "checkout" in s.get("uses", "")]
+    assert checkout["with"] == {
+        "persist-credentials": False,
+        "sparse-checkout": "src/mlops_template",
+    }
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert any("python3 -m mlops_template.comment" in r and "comment.md" in r for r in runs)
+    assert '"$REPORT_DIR/comment.md"' in runs[-1] and "report.md" not in runs[-1]
     assert "head_repository.full_name != github.repository" in job["if"]
     assert workflow["env"]["REPORT_TITLE"] == load("pr.yaml")["env"]["REPORT_TITLE"]
 
