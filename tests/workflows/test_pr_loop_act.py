@@ -30,6 +30,8 @@ from tests.workflows.act import (
     workflow_run_event,
 )
 
+from mlops_template.comment import for_comment
+
 pytestmark = pytest.mark.slow
 
 REPO = "acme/mlops-demo"
@@ -125,7 +127,12 @@ def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
     artifact = result.artifact("pr-report")
     (call,) = result.cml_calls()
     assert call["command"] == "comment update"
-    assert call["flags"] == {"target": "pr", "watermark-title": TITLE, "publish": "false"}
+    assert call["flags"] == {
+        "repo": f"https://github.com/{REPO}",
+        "target": "pr",
+        "watermark-title": TITLE,
+        "publish": "false",
+    }
     assert call["pr"] == DOCS_PR == event["pull_request"]["number"]
     assert call["markdown"] == (artifact / "report.md").read_text()
     compared = yaml.safe_load(FIXTURE_PARAMS.read_text())["compare"]["metrics"]  # the repo's
@@ -183,11 +190,14 @@ def test_commenter_posts_the_fork_report_on_its_pr(
     (call,) = result.cml_calls()
     assert call["command"] == "comment update"
     assert call["flags"] == {
+        "repo": f"https://github.com/{REPO}",
         "target": f"pr/{FORK_PR}",
         "watermark-title": TITLE,
         "publish": "false",
     }
-    assert call["markdown"] == (pr_run.artifact("pr-report") / "report.md").read_text()
+    # What was posted is the fork's report through the comment filter, nothing else.
+    report = (pr_run.artifact("pr-report") / "report.md").read_text()
+    assert call["markdown"] == for_comment(report)
 
 
 def _forged_run(world: World, source: ActResult, number: str) -> int:

