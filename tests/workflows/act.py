@@ -26,8 +26,11 @@ How the harness works (act 0.2.x behaviour, found by experiment):
   mapped to a stand-in under tests/workflows/actions/<owner>/<name>/: small composite
   actions doing the equivalent on the host (setup-uv: the host's uv, on PATH or else the
   one the Makefile bootstrapped into .tools/, + UV_PYTHON; cache and
-  artifacts: a directory store with GitHub's scope/key and layout rules; setup-cml: puts
-  a `cml` recorder on PATH). A pinned action without a stand-in is an error.
+  artifacts: a directory store with GitHub's scope/key and layout rules). A pinned
+  action without a stand-in is an error. CML is set up by the repository's own
+  .github/actions/setup-cml, run for real: it downloads the `cml` recorder from a
+  loopback release server (tests/workflows/downloads.py) and checks its sha256; the
+  train-cloud launch job installs a fake Terraform from the same server.
 - hashFiles(), `steps.*.outcome`, `continue-on-error`, `timeout-minutes` and `$GITHUB_OUTPUT`
   / `$GITHUB_ENV` / `$GITHUB_PATH` behave as on GitHub. Composite actions cannot have
   post steps on GitHub, so the workflows use cache/restore + cache/save explicitly.
@@ -58,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import TEMPLATE_ROOT, VENV_BIN, copy_template, run, tool_env, uv_binary
+from tests.workflows.downloads import downloads
 
 ACT = VENV_BIN / "act"
 HERE = Path(__file__).resolve().parent
@@ -293,6 +297,11 @@ class ActResult:
         log = self.world.cml_log(self.run_id)
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
+    def terraform_calls(self) -> list[str]:
+        """The arguments of each call of the fake terraform, in order."""
+        log = self.world.store / "terraform" / f"{self.run_id}.log"
+        return log.read_text().splitlines() if log.exists() else []
+
     def artifact(self, name: str) -> Path:
         return self.world.store / "artifacts" / str(self.run_id) / name
 
@@ -316,7 +325,7 @@ class World:
 
     def __init__(self, store: Path) -> None:
         self.store = store
-        for sub in ("cache", "artifacts", "events", "cml", "api"):
+        for sub in ("cache", "artifacts", "events", "cml", "api", "terraform"):
             (store / sub).mkdir(parents=True, exist_ok=True)
 
     def new_run_id(self) -> int:
@@ -366,11 +375,12 @@ class World:
             "--env", f"GITHUB_RUN_ID={run_id}",
             "--env", f"ACT_STANDIN_STORE={self.store}",
             "--env", f"CML_RECORDER_LOG={self.cml_log(run_id)}",
+            "--env", f"TERRAFORM_FAKE_LOG={self.store / 'terraform' / f'{run_id}.log'}",
             "--env", f"GH_FAKE_API_DIR={self.store / 'api'}",
             "--env", f"ACT_REPO_PATH={repo.path}",  # for the checkout stand-in (other refs)
             "--env", f"ACT_HOST_UV={uv_binary()}",  # setup-uv stand-in: uv when not on PATH
         ]  # fmt: skip
-        for name, value in (env or {}).items():
+        for name, value in {**downloads().env(), **(env or {})}.items():
             args += ["--env", f"{name}={value}"]
         for name, value in {"GITHUB_TOKEN": "test-token", **(secrets or {})}.items():
             args += ["-s", f"{name}={value}"]
