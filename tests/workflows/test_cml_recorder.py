@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from tests.workflows.act import STANDINS
+from tests.workflows.downloads import FAKE_TERRAFORM, RECORDER
 
-RECORDER = STANDINS / "iterative" / "setup-cml" / "bin" / "cml"
 URL = "https://github.com/acme/demo"
 TOKEN_VARIABLES = ["REPO_TOKEN", "repo_token", "GITHUB_TOKEN", "GITLAB_TOKEN", "BITBUCKET_TOKEN"]
 CLEARED = ["CML_REPO", "CML_TOKEN", *TOKEN_VARIABLES, "GITHUB_REPOSITORY"]
@@ -110,3 +111,41 @@ def test_token_flag_is_enough_and_an_unrelated_variable_is_not(workdir: Path) ->
     done, (call,) = cml(workdir, *COMMENT, f"--repo={URL}", "--token=t")
     assert call["flags"]["token"] == "t"
     assert done.returncode == 0, done.stderr
+
+
+LAUNCH = ("runner", "launch", "--cloud=aws", f"--repo={URL}")
+
+
+def terraform_on_path(tmp_path: Path, script: str | None) -> str:
+    """A PATH with only python3, git, sh and, if given, a `terraform` running `script`
+    (this host has a terraform of its own in /usr/local/bin)."""
+    bin_dir = tmp_path / "tf-bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python3").symlink_to(Path(sys.executable).resolve())
+    for tool in ("git", "sh"):
+        (bin_dir / tool).symlink_to(Path(shutil.which(tool) or tool).resolve())
+    if script is not None:
+        (bin_dir / "terraform").write_text(script)
+        (bin_dir / "terraform").chmod(0o755)
+    return str(bin_dir)
+
+
+def test_runner_launch_without_terraform_fails(workdir: Path, tmp_path: Path) -> None:
+    path = terraform_on_path(tmp_path, None)
+    done, calls = cml(workdir, *LAUNCH, REPO_TOKEN="t", PATH=path)
+    assert done.returncode == 1 and "terraform: not found" in done.stderr
+    assert calls == []
+
+
+def test_runner_launch_refuses_terraform_older_than_0_14(workdir: Path, tmp_path: Path) -> None:
+    old = "#!/bin/sh\n[ \"$1 $2\" = \"version -json\" ] && exit 1\necho 'Terraform v0.13.7'\n"
+    done, calls = cml(workdir, *LAUNCH, REPO_TOKEN="t", PATH=terraform_on_path(tmp_path, old))
+    assert done.returncode == 1 and "greater that 14: current 0.13.7" in done.stderr
+    assert calls == []
+
+
+def test_runner_launch_records_the_terraform_it_found(workdir: Path, tmp_path: Path) -> None:
+    fake = FAKE_TERRAFORM.read_text()
+    done, (call,) = cml(workdir, *LAUNCH, REPO_TOKEN="t", PATH=terraform_on_path(tmp_path, fake))
+    assert done.returncode == 0, done.stderr
+    assert call["terraform"] == "1.15.8"

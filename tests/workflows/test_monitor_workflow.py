@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.helpers import run
+from tests.workflows.downloads import RECORDER
 from tests.workflows.act import (
     FAKE_BIN,
     STANDINS,
@@ -38,7 +39,7 @@ REPO = "acme/mlops-demo"
 DRIFTED = "data/monitoring/drifted.parquet"
 FRESH = "data/monitoring/fresh.parquet"
 LABELLED = "data/monitoring/labelled.csv"
-CML_BIN = STANDINS / "iterative" / "setup-cml" / "bin"
+CML_BIN = RECORDER.parent
 CRON = "17 5 * * *"
 LOGGED_RECENT = 250  # drifted rows an hour old: inside the scheduled 24h window
 LOGGED_OLD = 300  # undrifted rows two days old: outside it

@@ -187,13 +187,43 @@ def test_actionlint_catches_an_injection(tmp_path: Path) -> None:
 CML_CALL = re.compile(r"(?:^|[\s;&|(])cml\s+(?:comment|check|pr|runner|publish|asset)\b")
 
 
+LOCAL_SETUP_CML = "./.github/actions/setup-cml"
+SETUP_CML_ACTION = TEMPLATE_ROOT / ".github" / "actions" / "setup-cml" / "action.yml"
+
+
 def cml_workflows() -> list[str]:
-    """The workflows that set up CML: each calls it, directly or through make."""
+    """The workflows that set up CML (our own action): each calls it, directly or via make."""
     return [
         path.name
         for path in WORKFLOW_FILES
-        if any(s.get("uses", "").startswith("iterative/setup-cml@") for s in steps(load(path.name)))
+        if any(s.get("uses") == LOCAL_SETUP_CML for s in steps(load(path.name)))
     ]
+
+
+def test_cml_comes_from_our_own_action_only() -> None:
+    """iterative/setup-cml (node16) ignores its token; nothing may use it any more."""
+    for path in WORKFLOW_FILES:
+        assert "iterative/setup-cml" not in path.read_text(), path.name
+    assert set(cml_workflows()) == {"train-cloud.yaml", "monitor.yaml"}
+    for name in cml_workflows():
+        for job_id, job in load(name)["jobs"].items():
+            uses = [s.get("uses", "") for s in job.get("steps", [])]
+            if LOCAL_SETUP_CML in uses:  # a local action is read from the checkout
+                first_checkout = next(i for i, u in enumerate(uses) if "checkout@" in u)
+                assert first_checkout < uses.index(LOCAL_SETUP_CML), f"{name}:{job_id}"
+
+
+def test_the_setup_cml_action_pins_a_version_and_a_checksum_or_fails_closed() -> None:
+    action = yaml.safe_load(SETUP_CML_ACTION.read_text())
+    (step,) = action["runs"]["steps"]
+    assert action["runs"]["using"] == "composite"
+    assert step["env"]["CML_VERSION"] == "v0.20.5"
+    # Empty until recorded from the real asset (see the action): the step then refuses.
+    assert re.fullmatch(r"(|[0-9a-f]{64})", step["env"]["CML_SHA256"])
+    assert "sha256sum --check --strict" in step["run"]
+    assert "Authorization: Bearer $TOKEN" in step["run"]
+    assert action["inputs"]["token"]["default"] == "${{ github.token }}"
+    assert "${{" not in step["run"]
 
 
 def test_every_direct_cml_call_names_the_repository() -> None:
@@ -206,13 +236,51 @@ def test_every_direct_cml_call_names_the_repository() -> None:
                 if CML_CALL.search(line):
                     calls += 1
                     assert "--repo=" in step["run"], f"{path.name}: {step.get('name')}"
-    assert calls >= 3  # pr.yaml, pr-comment.yaml, train-cloud.yaml
+    assert calls >= 1  # train-cloud.yaml (pr/pr-comment post through sticky_comment)
 
 
 def test_every_workflow_calling_cml_turns_its_telemetry_off() -> None:
     # CML sends usage analytics unless ITERATIVE_DO_NOT_TRACK is set; workflow level so
     # that every job and every indirect call (make train-pr, monitor pr) inherits it.
     names = cml_workflows()
-    assert {"pr.yaml", "pr-comment.yaml", "train-cloud.yaml", "monitor.yaml"} <= set(names)
+    assert {"train-cloud.yaml", "monitor.yaml"} <= set(names)
     for name in names:
         assert load(name).get("env", {}).get("ITERATIVE_DO_NOT_TRACK") == "1", name
+
+
+def test_the_pr_loop_posts_through_sticky_comment_with_cmls_watermark_title() -> None:
+    """CML 0.20 reads only a PR's first 30 comments; sticky_comment reads every page."""
+    for name in ("pr.yaml", "pr-comment.yaml"):
+        workflow = load(name)
+        (job,) = workflow["jobs"].values()
+        (post,) = [s for s in job["steps"] if s.get("name") == "Post or update the report comment"]
+        assert "python3 -m mlops_template.sticky_comment" in post["run"], name
+        assert '--title="$REPORT_TITLE"' in post["run"] and '--sha="$HEAD_SHA"' in post["run"]
+        assert post["env"]["GITHUB_TOKEN"] == "${{ github.token }}", name
+        assert not any(CML_CALL.search(s.get("run", "")) for s in job["steps"]), name
+    assert load("pr.yaml")["env"]["REPORT_TITLE"] == load("pr-comment.yaml")["env"]["REPORT_TITLE"]
+
+
+def test_train_cloud_asks_for_one_approval() -> None:
+    """Required reviewers belong to `cloud-training` only: a second approval, for the
+    train job, would race the machine's --idle-timeout (600 s after the launch)."""
+    jobs = load("train-cloud.yaml")["jobs"]
+    environments = {job_id: job.get("environment") for job_id, job in jobs.items()}
+    assert environments == {"launch": "cloud-training", "train": "cloud-training-runner"}
+    assert list(environments.values()).count("cloud-training") == 1
+    launch = "\n".join(s.get("run", "") for s in jobs["launch"]["steps"])
+    assert "--idle-timeout=600" in launch
+    text = (WORKFLOWS / "train-cloud.yaml").read_text()
+    assert "NO\n#   required reviewers" in text  # the set-up note says why
+
+
+def test_train_cloud_installs_a_checksummed_terraform_before_the_launch() -> None:
+    steps_ = load("train-cloud.yaml")["jobs"]["launch"]["steps"]
+    names = [s.get("name") for s in steps_]
+    install = steps_[names.index("Install Terraform")]
+    assert names.index("Install Terraform") < names.index("Launch the runner (cml runner launch)")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", install["env"]["TERRAFORM_VERSION"])
+    assert re.fullmatch(r"[0-9a-f]{64}", install["env"]["TERRAFORM_SHA256"])
+    assert "https://releases.hashicorp.com/terraform" in install["run"]
+    assert "sha256sum --check --strict" in install["run"]
+    assert "^http://127\\.0\\.0\\.1:" in install["run"]  # the test override: loopback only
