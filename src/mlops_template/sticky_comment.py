@@ -97,7 +97,7 @@ class GitHub:
         if not url.startswith(("http://", "https://")):
             url = self.api_url.rstrip("/") + "/" + url.lstrip("/")
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (API URL)
+        request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/vnd.github+json")
         request.add_header("X-GitHub-Api-Version", "2022-11-28")
@@ -105,7 +105,7 @@ class GitHub:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                 payload = response.read()
                 link = response.headers.get("Link", "")
         except urllib.error.HTTPError as error:

@@ -129,7 +129,7 @@ def test_the_latest_of_two_watermarked_comments_is_edited(github: FakeGitHub) ->
 def test_without_our_comment_one_is_created(github: FakeGitHub) -> None:
     chatter(github, 31)
     github.add_comment(REPO, PR, with_watermark("other", "another report", "abcd"), "bot")
-    action, comment = upsert(api(github), REPO, PR, "# report", TITLE, SHA)
+    action, _ = upsert(api(github), REPO, PR, "# report", TITLE, SHA)
     assert action == "created"
     assert [w["method"] for w in github.writes()] == ["POST"]
     assert github.comments(REPO, PR)[-1]["body"] == with_watermark("# report", TITLE, SHA)
@@ -141,13 +141,13 @@ def test_without_our_comment_one_is_created(github: FakeGitHub) -> None:
 
 
 def test_a_bad_token_is_refused_and_nothing_is_written(github: FakeGitHub) -> None:
-    with pytest.raises(GitHubError, match="HTTP 401.*Bad credentials"):
+    with pytest.raises(GitHubError, match=r"HTTP 401.*Bad credentials"):
         upsert(api(github, "wrong"), REPO, PR, "x", TITLE, SHA)
     assert github.writes() == []
 
 
 def test_an_unknown_pr_is_a_404(github: FakeGitHub) -> None:
-    with pytest.raises(GitHubError, match=f"/issues/{PR + 1}/comments.*HTTP 404"):
+    with pytest.raises(GitHubError, match=rf"/issues/{PR + 1}/comments.*HTTP 404"):
         upsert(api(github), REPO, PR + 1, "x", TITLE, SHA)
 
 

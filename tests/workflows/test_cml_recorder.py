@@ -138,7 +138,7 @@ def test_runner_launch_without_terraform_fails(workdir: Path, tmp_path: Path) ->
 
 
 def test_runner_launch_refuses_terraform_older_than_0_14(workdir: Path, tmp_path: Path) -> None:
-    old = "#!/bin/sh\n[ \"$1 $2\" = \"version -json\" ] && exit 1\necho 'Terraform v0.13.7'\n"
+    old = '#!/bin/sh\n[ "$1 $2" = "version -json" ] && exit 1\necho \'Terraform v0.13.7\'\n'
     done, calls = cml(workdir, *LAUNCH, REPO_TOKEN="t", PATH=terraform_on_path(tmp_path, old))
     assert done.returncode == 1 and "greater that 14: current 0.13.7" in done.stderr
     assert calls == []

@@ -20,10 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.helpers import run
-from tests.workflows.downloads import RECORDER
 from tests.workflows.act import (
     FAKE_BIN,
-    STANDINS,
     ActResult,
     GitRepo,
     World,
@@ -31,6 +29,7 @@ from tests.workflows.act import (
     retarget_repo,
     webhook_example,
 )
+from tests.workflows.downloads import RECORDER
 
 from mlops_template.data import load_builtin
 from mlops_template.predlog import PredictionLogger

@@ -7,6 +7,9 @@ cheap commenter runs:
 2. a same-repo PR changing only documentation -> passes, comments, no stage executed;
 3. a fork PR crippling the model -> fails on the gate, posts nothing, uploads the report;
 then pr-comment.yaml on workflow_run payloads (posts to the fork PR; refuses bad numbers).
+Comments go to a fake GitHub REST API on 127.0.0.1 (GITHUB_API_URL; tests/workflows/
+fake_github.py, paging like GitHub): PR 7 starts with 151 comments, the report comment CML
+left on an earlier run being the 121st, on page 2.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from tests.workflows.act import (
     push_event,
     workflow_run_event,
 )
+from tests.workflows.fake_github import FakeGitHub
 
 from mlops_template.comment import for_comment
+from mlops_template.sticky_comment import carries_watermark, with_watermark
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +51,41 @@ NUMBER_STEP = "Accept the PR number only if it is all digits and the PR is the r
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(tmp_path_factory.mktemp("github"))
+
+
+# What `cml comment update --watermark-title=...` left on an earlier run (src/watermark.js).
+CML_COMMENT = (
+    "## Model report (an earlier run)\n\n"
+    '![](https://cml.dev/watermark.png#1a2b3c4d5e6f "CML watermark mlops-template model report")'
+)
+
+
+@pytest.fixture(scope="module")
+def github() -> Any:
+    fake = FakeGitHub("test-token").start()  # the harness's github.token
+    fake.open_issue(REPO, DOCS_PR)
+    fake.open_issue(REPO, FORK_PR)
+    for i in range(120):
+        fake.add_comment(REPO, DOCS_PR, f"review comment {i}")
+    fake.add_comment(REPO, DOCS_PR, CML_COMMENT, login="github-actions[bot]")
+    for i in range(30):
+        fake.add_comment(REPO, DOCS_PR, f"later comment {i}")
+    yield fake
+    fake.stop()
+
+
+def api_env(github: FakeGitHub) -> dict[str, str]:
+    return {"GITHUB_API_URL": github.url}
+
+
+def writes_to(github: FakeGitHub, number: int) -> list[dict[str, str]]:
+    ids = {c["id"] for c in github.comments(REPO, number)}
+    return [
+        w
+        for w in github.writes()
+        if w["path"] == f"/repos/{REPO}/issues/{number}/comments"
+        or w["path"].rsplit("/", 1)[1] in {str(i) for i in ids}
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +105,20 @@ def _require(result: ActResult, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def docs_pr(world: World, repo: GitRepo, main_run: ActResult) -> tuple[dict[str, Any], ActResult]:
+def docs_pr(
+    world: World, repo: GitRepo, main_run: ActResult, github: FakeGitHub
+) -> tuple[dict[str, Any], ActResult]:
     _require(main_run, "the main run")
     repo.git("checkout", "-q", "-b", "docs-typo", "main")
     repo.commit("docs: clarify the README", {"README.md": "# MLOps demo\n\nClearer words.\n"})
     event = pull_request_event(repo, DOCS_PR, "docs-typo")
-    return event, world.act(repo, "pull_request", event, "pr.yaml")
+    return event, world.act(repo, "pull_request", event, "pr.yaml", env=api_env(github))
 
 
 @pytest.fixture(scope="module")
-def fork_pr(world: World, repo: GitRepo, main_run: ActResult) -> tuple[dict[str, Any], ActResult]:
+def fork_pr(
+    world: World, repo: GitRepo, main_run: ActResult, github: FakeGitHub
+) -> tuple[dict[str, Any], ActResult]:
     _require(main_run, "the main run")
     repo.git("checkout", "-q", "-b", "tiny-forest", "main")
     edit_params(
@@ -82,16 +126,21 @@ def fork_pr(world: World, repo: GitRepo, main_run: ActResult) -> tuple[dict[str,
     )
     repo.commit("train: one stump is enough")
     event = pull_request_event(repo, FORK_PR, "tiny-forest", head_repo=FORK)
-    return event, world.act(repo, "pull_request", event, "pr.yaml")
+    return event, world.act(repo, "pull_request", event, "pr.yaml", env=api_env(github))
 
 
 def comment(
-    world: World, repo: GitRepo, event: dict[str, Any], run_id: int, **kw: Any
+    world: World,
+    repo: GitRepo,
+    github: FakeGitHub,
+    event: dict[str, Any],
+    run_id: int,
+    **kw: Any,
 ) -> ActResult:
     """pr-comment.yaml for the completed pr.yaml run `run_id` of the PR in `event`."""
     repo.git("checkout", "-q", "main")  # workflow_run runs the default branch's workflow
     payload = workflow_run_event(repo, run_id, event, **kw)
-    return world.act(repo, "workflow_run", payload, "pr-comment.yaml")
+    return world.act(repo, "workflow_run", payload, "pr-comment.yaml", env=api_env(github))
 
 
 def metrics_rows(markdown: str) -> list[str]:
@@ -110,7 +159,7 @@ def test_main_push_reproduces_the_pipeline_and_saves_the_dvc_cache(main_run: Act
 
 
 def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
-    docs_pr: tuple[dict[str, Any], ActResult],
+    docs_pr: tuple[dict[str, Any], ActResult], github: FakeGitHub
 ) -> None:
     event, result = docs_pr
     assert result.succeeded, result
@@ -123,22 +172,24 @@ def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
     assert "Running stage" not in result.output, result
     for stage in STAGES:
         assert f"Stage '{stage}' is cached - skipping run" in result.output, result
-    # Exactly one call: the sticky comment on this PR, with the report as uploaded.
+    # Exactly one write: the sticky comment CML left on page 2 (the 121st of 151) is
+    # edited to the report as uploaded, with CML's watermark; no comment is added.
     artifact = result.artifact("pr-report")
-    (call,) = result.cml_calls()
-    assert call["command"] == "comment update"
-    assert call["flags"] == {
-        "repo": f"https://github.com/{REPO}",
-        "target": "pr",
-        "watermark-title": TITLE,
-        "publish": "false",
-    }
-    assert call["pr"] == DOCS_PR == event["pull_request"]["number"]
-    assert call["markdown"] == (artifact / "report.md").read_text()
+    assert result.cml_calls() == []
+    (write,) = writes_to(github, DOCS_PR)
+    ours = [c for c in github.comments(REPO, DOCS_PR) if carries_watermark(c["body"], TITLE)]
+    assert len(ours) == 1 and len(github.comments(REPO, DOCS_PR)) == 151
+    assert github.comments(REPO, DOCS_PR).index(ours[0]) == 120
+    assert write["method"] == "PATCH" and write["path"].endswith(f"/comments/{ours[0]['id']}")
+    assert write["auth"] == "Bearer test-token"
+    gets = [r["query"] for r in github.requests if r["path"].endswith(f"/{DOCS_PR}/comments")]
+    assert gets == ["per_page=100", "per_page=100&page=2"]
+    markdown = (artifact / "report.md").read_text()
+    assert ours[0]["body"] == with_watermark(markdown, TITLE, event["pull_request"]["head"]["sha"])
     compared = yaml.safe_load(FIXTURE_PARAMS.read_text())["compare"]["metrics"]  # the repo's
-    assert set(compared) <= set(metrics_rows(call["markdown"])), call["markdown"]
-    assert event["pull_request"]["base"]["sha"] in call["markdown"]  # compared with the real base
-    assert f"https://github.com/{REPO}/actions/runs/{result.run_id}" in call["markdown"]
+    assert set(compared) <= set(metrics_rows(markdown)), markdown
+    assert event["pull_request"]["base"]["sha"] in markdown  # compared with the real base
+    assert f"https://github.com/{REPO}/actions/runs/{result.run_id}" in markdown
     gate = json.loads((artifact / "gate.json").read_text())
     assert gate["passed"] is True and gate["reasons"] == []
     assert (artifact / "pr-number").read_text().strip() == str(DOCS_PR)
@@ -146,7 +197,7 @@ def test_docs_only_pr_passes_comments_once_and_runs_no_stage(
 
 
 def test_fork_pr_degrading_the_model_fails_posts_nothing_and_uploads_the_report(
-    fork_pr: tuple[dict[str, Any], ActResult],
+    fork_pr: tuple[dict[str, Any], ActResult], github: FakeGitHub
 ) -> None:
     _, result = fork_pr
     assert result.returncode != 0 and not result.succeeded, result
@@ -155,8 +206,7 @@ def test_fork_pr_degrading_the_model_fails_posts_nothing_and_uploads_the_report(
     assert result.step_failed(GATE_STEP), result
     assert result.step_succeeded("Upload the report"), result
     assert not result.step_ran("Post or update the report comment")
-    assert not result.step_ran("Set up CML")
-    assert result.cml_calls() == []
+    assert result.cml_calls() == [] and writes_to(github, FORK_PR) == []
     # Only what the params change touches was rerun; the rest came from main's cache
     # (restore-keys: the exact key differs), and this PR's cache was saved in its scope.
     for stage in ("train", "evaluate"):
@@ -181,23 +231,26 @@ def test_fork_pr_degrading_the_model_fails_posts_nothing_and_uploads_the_report(
 
 
 def test_commenter_posts_the_fork_report_on_its_pr(
-    world: World, repo: GitRepo, fork_pr: tuple[dict[str, Any], ActResult]
+    world: World, repo: GitRepo, fork_pr: tuple[dict[str, Any], ActResult], github: FakeGitHub
 ) -> None:
     event, pr_run = fork_pr
     world.publish_pull_request(event)
-    result = comment(world, repo, event, pr_run.run_id, conclusion="failure")
+    result = comment(world, repo, github, event, pr_run.run_id, conclusion="failure")
     assert result.succeeded, result
-    (call,) = result.cml_calls()
-    assert call["command"] == "comment update"
-    assert call["flags"] == {
-        "repo": f"https://github.com/{REPO}",
-        "target": f"pr/{FORK_PR}",
-        "watermark-title": TITLE,
-        "publish": "false",
-    }
-    # What was posted is the fork's report through the comment filter, nothing else.
+    # No comment of ours on PR 8 yet: one is created, the fork's report through the
+    # comment filter with CML's watermark for the PR's head commit, nothing else.
+    (write,) = writes_to(github, FORK_PR)
+    assert write["method"] == "POST" and write["auth"] == "Bearer test-token"
     report = (pr_run.artifact("pr-report") / "report.md").read_text()
-    assert call["markdown"] == for_comment(report)
+    (posted,) = github.comments(REPO, FORK_PR)
+    assert posted["body"] == with_watermark(
+        for_comment(report), TITLE, event["pull_request"]["head"]["sha"]
+    )
+    # The next run of the commenter edits that comment.
+    again = comment(world, repo, github, event, pr_run.run_id, conclusion="failure")
+    assert again.succeeded, again
+    assert [w["method"] for w in writes_to(github, FORK_PR)] == ["POST", "PATCH"]
+    assert len(github.comments(REPO, FORK_PR)) == 1
 
 
 def _forged_run(world: World, source: ActResult, number: str) -> int:
@@ -211,15 +264,20 @@ def _forged_run(world: World, source: ActResult, number: str) -> int:
 
 @pytest.mark.parametrize("number", ["8; touch pwned", "8\n9", "", "0x8", "-8"])
 def test_commenter_refuses_a_pr_number_that_is_not_all_digits(
-    world: World, repo: GitRepo, fork_pr: tuple[dict[str, Any], ActResult], number: str
+    world: World,
+    repo: GitRepo,
+    fork_pr: tuple[dict[str, Any], ActResult],
+    number: str,
+    github: FakeGitHub,
 ) -> None:
     event, pr_run = fork_pr
     world.publish_pull_request(event)
-    result = comment(world, repo, event, _forged_run(world, pr_run, number))
+    before = len(github.requests)
+    result = comment(world, repo, github, event, _forged_run(world, pr_run, number))
     assert result.returncode != 0, result
     assert result.step_failed(NUMBER_STEP), result
     assert "is not all digits" in result.output
-    assert result.cml_calls() == []
+    assert len(github.requests) == before  # the API was never asked
 
 
 def test_commenter_refuses_the_number_of_another_pr(
@@ -227,15 +285,17 @@ def test_commenter_refuses_the_number_of_another_pr(
     repo: GitRepo,
     docs_pr: tuple[dict[str, Any], ActResult],
     fork_pr: tuple[dict[str, Any], ActResult],
+    github: FakeGitHub,
 ) -> None:
     """Digits, but not the PR this run built: the fork must not overwrite PR 7's comment."""
     fork_event, pr_run = fork_pr
     world.publish_pull_request(docs_pr[0])
-    result = comment(world, repo, fork_event, _forged_run(world, pr_run, str(DOCS_PR)))
+    before = len(github.requests)
+    result = comment(world, repo, github, fork_event, _forged_run(world, pr_run, str(DOCS_PR)))
     assert result.returncode != 0, result
     assert result.step_failed(NUMBER_STEP), result
     assert f"PR #{DOCS_PR}'s head is" in result.output
-    assert result.cml_calls() == []
+    assert len(github.requests) == before
 
 
 @pytest.mark.parametrize(("which", "conclusion"), [("same-repo", "success"), ("fork", "cancelled")])
@@ -246,12 +306,14 @@ def test_commenter_skips_same_repo_prs_and_unfinished_runs(
     fork_pr: tuple[dict[str, Any], ActResult],
     which: str,
     conclusion: str,
+    github: FakeGitHub,
 ) -> None:
     event, pr_run = docs_pr if which == "same-repo" else fork_pr
-    result = comment(world, repo, event, pr_run.run_id, conclusion=conclusion)
+    before = len(github.requests)
+    result = comment(world, repo, github, event, pr_run.run_id, conclusion=conclusion)
     assert result.returncode == 0, result
     assert not result.step_ran("Download the report of the PR's run"), result
-    assert result.cml_calls() == []
+    assert len(github.requests) == before
 
 
 def test_payloads_are_the_real_examples_retargeted(
