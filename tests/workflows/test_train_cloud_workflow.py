@@ -13,6 +13,12 @@ No cloud machine here. act runs of the whole workflow:
 2. bad inputs (cloud=foo, shell metacharacters, no REPO_TOKEN): refused by the first
    step, nothing launched, nothing trained; and, cheap as well, a run whose OIDC token
    request fails: nothing launched either.
+3. Terraform: the launch job installs the pinned Terraform from the loopback release
+   server (tests/workflows/downloads.py, a fake `terraform` zipped as HashiCorp ships it)
+   after checking its sha256; the recorder's `runner launch` runs `terraform version
+   -json` as CML does and records the version found (the host's own terraform is older,
+   so the recorded 1.15.8 is the one installed). A wrong checksum fails the job before
+   the launch.
 The input check itself is also run alone with bash on a table of values (no act).
 """
 
@@ -32,6 +38,7 @@ import yaml
 from tests.helpers import edit_params, run
 from tests.workflows import act as harness
 from tests.workflows.act import ActResult, GitRepo, World, make_repo, retarget_repo, webhook_example
+from tests.workflows.downloads import downloads
 
 REPO = "acme/mlops-demo"
 WORKFLOW = "train-cloud.yaml"
@@ -50,6 +57,7 @@ GOOD_INPUTS = {
 }
 CHECK_STEP = "Check the inputs and the repository set-up"
 LAUNCH_STEP = "Launch the runner (cml runner launch)"
+TERRAFORM_STEP = "Install Terraform"
 PR_STEP = "Open a pull request with the new dvc.lock"
 N_ESTIMATORS = 37  # committed without its dvc.lock: the cloud run must retrain
 
@@ -185,6 +193,17 @@ def test_launch_passes_the_inputs_to_cml_runner_launch(
         "cloud-permission-set": PERMISSION_SET,
         "repo": f"https://github.com/{REPO}",
     }
+    # Terraform was installed, verified, before the launch, and is what CML found on PATH.
+    assert launch["terraform"] == "1.15.8"
+    assert result.step_succeeded(TERRAFORM_STEP), str(result)
+    installed = result.output.index(f"✅  Success - Main {TERRAFORM_STEP}")
+    assert installed < result.output.index(f"⭐ Run Main {LAUNCH_STEP}")
+    assert result.terraform_calls()[:2] == ["version", "version -json"]  # ours, then CML's
+    # The CML binary came from our setup-cml action, with the run's token.
+    server = downloads()
+    assert any(
+        r["authorization"] == "Bearer test-token" for r in server.requests_for(server.cml_path)
+    )
     # AWS keys came from GitHub's OIDC token for STS, exchanged for the role's keys.
     (request,) = [r for r in oidc[1] if r["path"].startswith("/_apis/token?")]
     assert request["path"].endswith("api-version=2.0&audience=sts.amazonaws.com")
@@ -267,6 +286,33 @@ def test_bad_inputs_are_refused_before_anything_launches(
     assert not result.step_ran(LAUNCH_STEP) and not result.step_ran(PR_STEP)
     assert not result.step_ran("Reproduce the pipeline")
     assert result.cml_calls() == [] and len(aws_calls(world)) == before
+
+
+@pytest.mark.slow
+def test_a_wrong_terraform_checksum_fails_the_job_before_the_launch(
+    world: World, repo: GitRepo, self_hosted: None, oidc: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, _ = oidc
+    before_aws = len(aws_calls(world))
+    result = world.act(
+        repo,
+        "workflow_dispatch",
+        dispatch_event(repo, GOOD_INPUTS),
+        WORKFLOW,
+        job="launch",
+        env={
+            "ACTIONS_ID_TOKEN_REQUEST_URL": url,
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": OIDC_REQUEST_TOKEN,
+            "TERRAFORM_TEST_SHA256": "f" * 64,
+        },
+        secrets={"REPO_TOKEN": REPO_TOKEN, "AWS_ROLE_ARN": ROLE_ARN},
+    )
+    assert result.returncode != 0
+    assert result.step_failed(TERRAFORM_STEP), str(result)
+    assert "Terraform checksum mismatch" in result.output
+    assert not result.step_ran(LAUNCH_STEP)
+    assert result.cml_calls() == [] and result.terraform_calls() == []
+    assert len(aws_calls(world)) == before_aws
 
 
 @pytest.mark.slow
