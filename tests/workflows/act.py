@@ -390,6 +390,7 @@ class World:
             args, cwd=repo.path, env=host_env(), text=True, capture_output=True, timeout=timeout
         )
         shutil.rmtree(action_cache, ignore_errors=True)
+        (self.store / "events" / f"{run_id}.log").write_text(result.stdout + result.stderr)
         return ActResult(result.returncode, result.stdout + result.stderr, run_id, self)
 
 
