@@ -278,12 +278,22 @@ def make_repo(dest: Path, full_name: str = "acme/mlops-demo") -> GitRepo:
 # --- running act -----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False)
 class ActResult:
     returncode: int
     output: str
     run_id: int
     world: World
+
+    def __repr__(self) -> str:
+        # pytest shortens a long repr in the middle, which is where a failing step's
+        # output is: show the lines around the first failed step, and where the whole log is.
+        lines = self.output.splitlines()
+        failed = next((i for i, line in enumerate(lines) if "❌" in line), len(lines) - 1)
+        excerpt = "\n".join(lines[max(0, failed - 40) : failed + 3])
+        log = self.world.store / f"act-{self.run_id}.log"
+        log.write_text(self.output)
+        return f"ActResult(returncode={self.returncode}, log {log}, up to the first failure:\n{excerpt}\n)"
 
     @property
     def succeeded(self) -> bool:
