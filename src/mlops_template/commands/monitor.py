@@ -713,8 +713,9 @@ def pull_request(
             lines += ["", f"Drift report: {run_url()}"]
         lines += ["", "Review the model report the PR workflow posts before merging."]
         token = re.sub(r"[^0-9A-Za-z]", "", feedback[0].rsplit("/", 1)[-1].split(".")[0])[-12:]
+        repo_url = _repository_url()
         args = [
-            "cml", "pr", "create",
+            "cml", "pr", "create", f"--repo={repo_url}",
             f"--title=Retrain on labelled feedback (drift detected {day})",
             f"--body={chr(10).join(lines)}",
             f"--branch=retrain/feedback-{token}",
@@ -724,8 +725,6 @@ def pull_request(
         ]  # fmt: skip
         if shutil.which("cml") is None:
             raise MonitorError("`cml` is not on PATH (iterative/setup-cml installs it)")
-        repo_url = _repository_url()
-        args.insert(3, f"--repo={repo_url}")
         logger.info("opening a retraining PR on %s with %s", repo_url, files)
         with _pr_clone(repo_url, [*feedback, "dvc.lock"]) as clone:
             result = subprocess.run(args, text=True, capture_output=True, timeout=300, cwd=clone)
