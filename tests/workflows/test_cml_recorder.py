@@ -149,3 +149,23 @@ def test_runner_launch_records_the_terraform_it_found(workdir: Path, tmp_path: P
     done, (call,) = cml(workdir, *LAUNCH, REPO_TOKEN="t", PATH=terraform_on_path(tmp_path, fake))
     assert done.returncode == 0, done.stderr
     assert call["terraform"] == "1.15.8"
+
+
+def test_pr_create_needs_the_remote_it_pushes_to_and_records_what_changed(workdir: Path) -> None:
+    # The GitHub driver runs `git remote set-url origin <url with token>` before pushing:
+    # --repo alone is not enough for `pr create`, the clone needs that remote too.
+    git(workdir, "init", "-q")
+    (workdir / "dvc.lock").write_text("v1\n")
+    git(workdir, "add", "dvc.lock")
+    git(workdir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1")
+    (workdir / "dvc.lock").write_text("v2\n")
+    create = ("pr", "create", f"--repo={URL}", "dvc.lock")
+    refused, calls = cml(workdir, *create, REPO_TOKEN="t")
+    assert refused.returncode == 1 and "No such remote 'origin'" in refused.stderr
+    assert calls == []
+    git(workdir, "remote", "add", "origin", URL)
+    done, (call,) = cml(workdir, *create, REPO_TOKEN="t")
+    assert done.returncode == 0, done.stderr
+    assert call["changed"] == ["dvc.lock"]
+    other, _ = cml(workdir, *create, "--remote=upstream", REPO_TOKEN="t")
+    assert other.returncode == 1 and "No such remote 'upstream'" in other.stderr
