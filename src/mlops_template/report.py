@@ -477,20 +477,6 @@ def render_report(comparison: Comparison, decision: GateDecision, context: Repor
 # ---------------------------------------------------------------- figures
 
 
-def run_url(env: Mapping[str, str]) -> str | None:
-    """The GitHub Actions run, when the three variables are present and well-formed."""
-    server = env.get("GITHUB_SERVER_URL", "")
-    repository = env.get("GITHUB_REPOSITORY", "")
-    run_id = env.get("GITHUB_RUN_ID", "")
-    if not (
-        re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", server)
-        and re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repository)
-        and re.fullmatch(r"\d+", run_id)
-    ):
-        return None
-    return f"{server}/{repository}/actions/runs/{run_id}"
-
-
 def _panels(comparison: Comparison) -> list[str]:
     classes = curve_classes(comparison.classes)
     if len(classes) <= MAX_CURVE_PANELS:

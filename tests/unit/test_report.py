@@ -303,41 +303,6 @@ def test_cells_are_inert_code_spans() -> None:
     assert r.cell("z" * 500).endswith("…`") and len(r.cell("z" * 500)) == r.MAX_CELL_CHARS + 2
 
 
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        (
-            {
-                "GITHUB_SERVER_URL": "https://github.com",
-                "GITHUB_REPOSITORY": "octo/repo",
-                "GITHUB_RUN_ID": "123",
-            },
-            "https://github.com/octo/repo/actions/runs/123",
-        ),
-        ({"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "octo/repo"}, None),
-        (
-            {
-                "GITHUB_SERVER_URL": "https://github.com",
-                "GITHUB_REPOSITORY": "octo/repo) [x](http://evil",
-                "GITHUB_RUN_ID": "1",
-            },
-            None,
-        ),
-        (
-            {
-                "GITHUB_SERVER_URL": "javascript:alert(1)",
-                "GITHUB_REPOSITORY": "octo/repo",
-                "GITHUB_RUN_ID": "1",
-            },
-            None,
-        ),
-        ({}, None),
-    ],
-)
-def test_run_url_only_from_well_formed_variables(env: dict[str, str], expected: str | None) -> None:
-    assert r.run_url(env) == expected
-
-
 def test_no_run_link_outside_ci_and_images_only_when_written() -> None:
     markdown = render(synthetic_comparison())
     assert "workflow run" not in markdown and "![" not in markdown

@@ -41,6 +41,7 @@ import typer
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params, user_errors
 from mlops_template.files import atomic_path, read_json, remove, write_bytes, write_json, write_text
+from mlops_template.github import repository_url, run_url
 from mlops_template.log import get_logger
 
 logger = get_logger("monitor")
@@ -590,15 +591,6 @@ def append(
 # --------------------------------------------------------------------------- issue
 
 
-def run_url() -> str | None:
-    server, repo, run = (
-        os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
-    )
-    if repo and run:
-        return f"{server or 'https://github.com'}/{repo}/actions/runs/{run}"
-    return None
-
-
 def issue_body(summary: str, url: str | None, limit: int = 60_000) -> str:
     """The issue text: the report without images (an issue cannot show the run's files)."""
     footer = f"\n\n---\nRun: {url} (report and plots in its `drift-report` artifact)" if url else ""
@@ -635,7 +627,7 @@ def issue(
         if not repo or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
             raise MonitorError(f"--repo {repo!r}: need owner/name (GITHUB_REPOSITORY)")
         summary_file = report.parent / ISSUE_SUMMARY.name
-        body = issue_body(summary_file.read_text(), run_url())
+        body = issue_body(summary_file.read_text(), run_url(os.environ))
         # The label may exist already (422): that is fine; a real failure shows below.
         _gh(
             ["api", f"repos/{repo}/labels", "-X", "POST", "-f", f"name={label}",
@@ -654,7 +646,7 @@ def issue(
             number = min(int(i["number"]) for i in issues)
             _gh(["api", f"repos/{repo}/issues/{number}", "-X", "PATCH", "-f", f"body={body}"])
             when = data.get("created_at", "now")
-            link = f": {run_url()}" if run_url() else ""
+            link = f": {run_url(os.environ)}" if run_url(os.environ) else ""
             _gh(
                 ["api", f"repos/{repo}/issues/{number}/comments", "-X", "POST",
                  "-f", f"body=Drift detected again ({when}){link}. The issue text is the latest report."]
@@ -709,8 +701,8 @@ def pull_request(
             "Why (drift check):",
             *[f"- {r}" for r in reasons[:10]],
         ]
-        if run_url():
-            lines += ["", f"Drift report: {run_url()}"]
+        if run_url(os.environ):
+            lines += ["", f"Drift report: {run_url(os.environ)}"]
         lines += ["", "Review the model report the PR workflow posts before merging."]
         token = re.sub(r"[^0-9A-Za-z]", "", feedback[0].rsplit("/", 1)[-1].split(".")[0])[-12:]
         repo_url = _repository_url()
@@ -736,8 +728,13 @@ def pull_request(
 def _repository_url() -> str:
     """The repository the PR goes to: the workflow's (GITHUB_REPOSITORY), else origin's."""
     if os.environ.get("GITHUB_REPOSITORY"):
-        server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
-        return f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+        url = repository_url(os.environ)
+        if url is None:
+            raise MonitorError(
+                "GITHUB_REPOSITORY/GITHUB_SERVER_URL are not a repository: "
+                f"{os.environ.get('GITHUB_SERVER_URL', '')!r} {os.environ['GITHUB_REPOSITORY']!r}"
+            )
+        return url
     origin = subprocess.run(
         ["git", "remote", "get-url", "origin"], text=True, capture_output=True, check=False
     )

@@ -23,6 +23,7 @@ import typer
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params, pipeline_is_fresh, user_errors
 from mlops_template.files import json_number, read_json, write_json, write_text
+from mlops_template.github import run_url
 from mlops_template.log import get_logger
 
 logger = get_logger("registry")
@@ -95,15 +96,6 @@ def _model_name(root: Path) -> str:
 
 def _date(unix: int) -> str:
     return datetime.fromtimestamp(unix, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _run_url() -> str | None:
-    server, repo, run = (
-        os.environ.get("GITHUB_SERVER_URL"),
-        os.environ.get("GITHUB_REPOSITORY"),
-        os.environ.get("GITHUB_RUN_ID"),
-    )
-    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else None
 
 
 # ---------------------------------------------------------------- register
@@ -217,7 +209,7 @@ def _write_card(
             gate=gate,
             base_note=base_note,
             validation=candidate.validation,
-            run_url=_run_url(),
+            run_url=run_url(os.environ),
         )
     )
     write_text(paths.MODEL_CARD, card)

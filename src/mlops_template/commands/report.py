@@ -19,6 +19,7 @@ import typer
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params, pipeline_is_fresh, user_errors
 from mlops_template.files import write_json, write_text
+from mlops_template.github import run_url
 from mlops_template.log import get_logger
 
 logger = get_logger("report")
@@ -84,7 +85,7 @@ def _report(base_ref: str, out_dir: Path, check_fresh: bool) -> None:
         decide_gate,
         workspace_side,
     )
-    from mlops_template.report import ReportContext, figures, render_report, run_url
+    from mlops_template.report import ReportContext, figures, render_report
     from mlops_template.worktree import BaseRefError, obtain_base, resolve_commit
 
     started = time.perf_counter()
