@@ -136,32 +136,21 @@ monitor-issue: .venv/.synced ## Open or update the one `drift` issue with report
 monitor-retrain: monitor-append repro ## Append BATCH, retrain and open a PR with cml (REPO_TOKEN)
 	$(RUN) python -m mlops_template monitor pr
 
-# Training results as a pull request (train-cloud.yaml runs it on the cloud machine).
-# `cml pr create` rewrites origin's URL with REPO_TOKEN and commits as a bot, so it runs in
-# a throw-away clone of this checkout that receives only TRAIN_PR_FILES and is deleted
-# afterwards. From the environment: REPO_TOKEN, PR_BASE (default main), PR_BRANCH,
-# PR_TITLE, PR_BODY, PR_MESSAGE; the repository is GITHUB_REPOSITORY's, else origin's.
-# A commit message is always given: without one CML appends [skip ci] and no PR check runs.
+# Training results as a pull request (train-cloud.yaml runs it on the cloud machine):
+# `python -m mlops_template pr` runs `cml pr create` in a throw-away clone of this
+# checkout that receives only TRAIN_PR_FILES (CML rewrites origin's URL with REPO_TOKEN
+# and commits as a bot). From the environment: REPO_TOKEN, PR_BASE (default main),
+# PR_BRANCH, PR_TITLE, PR_BODY, PR_MESSAGE; the repository is GITHUB_REPOSITORY's, else
+# origin's. A commit message is always given: without one CML appends [skip ci] and no
+# PR check runs.
 TRAIN_PR_FILES := dvc.lock params.yaml
 
 .PHONY: train-pr
-train-pr: ## PR with dvc.lock + params.yaml as trained here (cml pr create, REPO_TOKEN) [PR_BASE=main]
-	@if git diff --quiet HEAD -- $(TRAIN_PR_FILES); then \
-		echo "$(TRAIN_PR_FILES) are as committed: nothing was retrained, no pull request"; exit 0; fi; \
-	test -n "$${REPO_TOKEN:-}" || { echo "REPO_TOKEN is not set: a token that may push a branch and open a PR" >&2; exit 2; }; \
-	url="$${GITHUB_REPOSITORY:+$${GITHUB_SERVER_URL:-https://github.com}/$$GITHUB_REPOSITORY.git}"; \
-	url="$${url:-$$(git remote get-url origin)}"; \
-	clone="$$(mktemp -d)"; trap 'rm -rf "$$clone"' EXIT; \
-	git clone --quiet --no-checkout . "$$clone"; \
-	git -C "$$clone" checkout --quiet --detach "$$(git rev-parse HEAD)"; \
-	git -C "$$clone" remote set-url origin "$$url"; \
-	cp $(TRAIN_PR_FILES) "$$clone/"; \
-	echo "pull request into $${PR_BASE:-main} of $$url with:"; \
-	git -C "$$clone" status --porcelain -- $(TRAIN_PR_FILES); \
-	cd "$$clone"; \
-	timeout 300 cml pr create --target-branch="$${PR_BASE:-main}" $${PR_BRANCH:+--branch="$$PR_BRANCH"} \
-		--title="$${PR_TITLE:-Training results}" --message="$${PR_MESSAGE:-Training results (dvc.lock)}" \
-		--body="$${PR_BODY:-dvc.lock after training; the outputs are in the DVC remote.}" $(TRAIN_PR_FILES)
+train-pr: .venv/.synced ## PR with dvc.lock + params.yaml as trained here (cml pr create, REPO_TOKEN) [PR_BASE=main]
+	$(RUN) python -m mlops_template pr $(TRAIN_PR_FILES) --target-branch="$${PR_BASE:-main}" \
+		$${PR_BRANCH:+--branch="$$PR_BRANCH"} --title="$${PR_TITLE:-Training results}" \
+		--message="$${PR_MESSAGE:-Training results (dvc.lock)}" \
+		--body="$${PR_BODY:-dvc.lock after training; the outputs are in the DVC remote.}"
 
 .PHONY: test
 test: install ## Run the whole test suite (what .ci/run and CI run)

@@ -10,7 +10,15 @@ from __future__ import annotations
 import typer
 
 from mlops_template import log
-from mlops_template.commands import monitor, pipeline, registry, report, serve, template
+from mlops_template.commands import (
+    monitor,
+    pipeline,
+    pull_request,
+    registry,
+    report,
+    serve,
+    template,
+)
 
 app = typer.Typer(
     name="mlops_template",
@@ -26,7 +34,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     log.configure(verbose)
 
 
-for module in (pipeline, template, report, serve, monitor, registry):
+for module in (pipeline, template, report, serve, monitor, registry, pull_request):
     module.register(app)
 
 

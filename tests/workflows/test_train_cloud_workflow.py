@@ -241,7 +241,7 @@ def test_train_job_pushes_to_the_dvc_remote_and_opens_a_pr_with_dvc_lock(
     assert f"https://github.com/{REPO}/actions/runs/{result.run_id}" in flags["body"]
     assert not {"skip-ci", "merge", "squash", "rebase"} & set(flags)  # a person merges it
     # What the throw-away clone holds for the PR: dvc.lock changed, params.yaml as committed.
-    listing = result.output.split(f"pull request into main of https://github.com/{REPO}.git with:")
+    listing = result.output.split(f"pull request into main of https://github.com/{REPO} with:")
     assert len(listing) == 2, result
     changed = listing[1].split("cml (recorder)")[0].split("\n")[:3]
     assert any(line.rstrip().endswith("M dvc.lock") for line in changed), changed

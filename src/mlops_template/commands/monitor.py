@@ -41,8 +41,15 @@ import typer
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params, user_errors
 from mlops_template.files import atomic_path, read_json, remove, write_bytes, write_json, write_text
-from mlops_template.github import repository_url, run_url
+from mlops_template.github import run_url
 from mlops_template.log import get_logger
+from mlops_template.pull_request import (
+    PullRequest,
+    PullRequestError,
+    changed,
+    open_pull_request,
+    require_token,
+)
 
 logger = get_logger("monitor")
 
@@ -663,15 +670,6 @@ def issue(
 # --------------------------------------------------------------------------- pr
 
 
-def _changed(paths_: list[str]) -> list[str]:
-    result = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths_],
-        text=True,
-        capture_output=True,
-    )
-    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
-
-
 @monitor_app.command("pr")
 def pull_request(
     report: Path = typer.Option(paths.MONITOR_JSON, "--report", help="drift.json of the check."),
@@ -679,13 +677,11 @@ def pull_request(
     """Open a retraining PR with the new feedback and dvc.lock (`cml pr create`). Needs
     REPO_TOKEN: a token that may push a branch, so that the PR workflow runs on the PR."""
     with user_errors(), _monitor_errors():
-        if not os.environ.get("REPO_TOKEN"):
-            raise MonitorError(
-                "REPO_TOKEN is not set: a retraining PR needs a token that may push a branch "
-                "and open a PR (a PR opened with the workflow's GITHUB_TOKEN starts no "
-                "workflow, so it would get no model report)"
-            )
-        feedback = _changed([paths.FEEDBACK_DIR.as_posix()])
+        try:
+            require_token()  # before anything else: the one thing a caller must provide
+        except PullRequestError as exc:
+            raise MonitorError(str(exc)) from None
+        feedback = changed([paths.FEEDBACK_DIR.as_posix()])
         if not feedback:
             raise MonitorError(f"no new feedback under {paths.FEEDBACK_DIR}: nothing to retrain on")
         files = [paths.FEEDBACK_DIR.as_posix(), "dvc.lock"]
@@ -705,67 +701,17 @@ def pull_request(
             lines += ["", f"Drift report: {run_url(os.environ)}"]
         lines += ["", "Review the model report the PR workflow posts before merging."]
         token = re.sub(r"[^0-9A-Za-z]", "", feedback[0].rsplit("/", 1)[-1].split(".")[0])[-12:]
-        repo_url = _repository_url()
-        args = [
-            "cml", "pr", "create", f"--repo={repo_url}",
-            f"--title=Retrain on labelled feedback (drift detected {day})",
-            f"--body={chr(10).join(lines)}",
-            f"--branch=retrain/feedback-{token}",
-            f"--message=Retrain on labelled feedback ({len(feedback)} new file(s))",
-            "--md",
-            *files,
-        ]  # fmt: skip
-        if shutil.which("cml") is None:
-            raise MonitorError("`cml` is not on PATH (the workflow's setup-cml step installs it)")
-        logger.info("opening a retraining PR on %s with %s", repo_url, files)
-        with _pr_clone(repo_url, [*feedback, "dvc.lock"]) as clone:
-            result = subprocess.run(args, text=True, capture_output=True, timeout=300, cwd=clone)
-        if result.returncode != 0:
-            raise MonitorError(f"cml pr create failed: {result.stderr.strip()[-800:]}")
-        logger.info("retraining PR: %s", result.stdout.strip())
-
-
-def _repository_url() -> str:
-    """The repository the PR goes to: the workflow's (GITHUB_REPOSITORY), else origin's."""
-    if os.environ.get("GITHUB_REPOSITORY"):
-        url = repository_url(os.environ)
-        if url is None:
-            raise MonitorError(
-                "GITHUB_REPOSITORY/GITHUB_SERVER_URL are not a repository: "
-                f"{os.environ.get('GITHUB_SERVER_URL', '')!r} {os.environ['GITHUB_REPOSITORY']!r}"
-            )
-        return url
-    origin = subprocess.run(
-        ["git", "remote", "get-url", "origin"], text=True, capture_output=True, check=False
-    )
-    if origin.returncode != 0 or not origin.stdout.strip():
-        raise MonitorError(
-            "no repository to open the PR on: set GITHUB_REPOSITORY (OWNER/NAME) or add a "
-            "git remote named origin"
+        request = PullRequest(
+            title=f"Retrain on labelled feedback (drift detected {day})",
+            message=f"Retrain on labelled feedback ({len(feedback)} new file(s))",
+            body="\n".join(lines),
+            branch=f"retrain/feedback-{token}",
+            markdown=True,
         )
-    return origin.stdout.strip()
-
-
-@contextlib.contextmanager
-def _pr_clone(repo_url: str, files: list[str]) -> Iterator[Path]:
-    """A throw-away clone of HEAD holding `files` as changed here, `origin` = repo_url.
-    `cml pr create` rewrites origin's URL with the token, sets a bot's git identity and
-    pushes from origin (src/drivers/github.js updateGitConfig): none of that may touch
-    the workflow's checkout, which also need not have an `origin` remote at all."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, capture_output=True, check=True)
-    with tempfile.TemporaryDirectory(prefix="retrain-pr-") as tmp:
-        clone = Path(tmp) / "repo"
-        for git_args in (
-            ["clone", "--quiet", "--no-checkout", ".", str(clone)],
-            ["-C", str(clone), "checkout", "--quiet", "--detach", head.stdout.strip()],
-            ["-C", str(clone), "remote", "set-url", "origin", repo_url],
-        ):
-            subprocess.run(["git", *git_args], text=True, capture_output=True, check=True)
-        for name in files:
-            target = clone / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(name, target)
-        yield clone
+        try:
+            open_pull_request(request, files, files=[*feedback, "dvc.lock"])
+        except PullRequestError as exc:
+            raise MonitorError(str(exc)) from None
 
 
 def register(app: typer.Typer) -> None:
