@@ -6,7 +6,7 @@ step; skops trusts the template's blocks by exact name only."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -193,7 +193,7 @@ class MedianThresholdClassifier(ClassifierMixin, BaseEstimator):
 class TextLength(TransformerMixin, BaseEstimator):
     """A feature step of the fork's own, without a converter (strings: no ONNX op)."""
 
-    added_columns = ["color_length"]
+    added_columns: ClassVar[list[str]] = ["color_length"]
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> TextLength:
         return self
@@ -301,7 +301,6 @@ def test_skops_refuses_feature_steps_outside_the_template_blocks(
     ratio_data: tuple, tmp_path: Path
 ) -> None:
     import skops.io as sio
-
     from sklearn.pipeline import Pipeline
 
     train, _, schema = ratio_data
