@@ -30,7 +30,7 @@ Example (a ratio feature and a different estimator)::
         return ExtraTreesClassifier(random_state=params.seed, n_jobs=1, **hp)
 
     def feature_steps(params, schema):
-        return [("area_per_radius", Ratio("mean area", "mean radius", name="area_per_radius"))]
+        return [("area_per_radius", Ratio("mean_area", "mean_radius", name="area_per_radius"))]
 
 If skl2onnx cannot convert something you return, the train stage stops with an error
 naming the step and nothing is written. Edit this file and `dvc repro` retrains (dvc.yaml

@@ -5,6 +5,8 @@ step; skops trusts the template's blocks by exact name only."""
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -313,3 +315,37 @@ def test_skops_refuses_feature_steps_outside_the_template_blocks(
     path.write_bytes(sio.dumps(model))
     with pytest.raises(ModelError, match=rf"{__name__}\.Ratio2"):
         load_skops(path)
+
+
+def _readme_example() -> str:
+    from tests.helpers import TEMPLATE_ROOT
+
+    readme = (TEMPLATE_ROOT / "README.md").read_text()
+    found = re.search(r"### Your own model and features.*?```python\n(.*?)```", readme, re.S)
+    assert found, "README has no 'Your own model and features' example"
+    return found.group(1)
+
+
+def _docstring_example() -> str:
+    doc = user_model.__doc__ or ""
+    found = re.search(r"Example \(.*?\)::\n\n(.*?)\n\n(?=\S)", doc, re.S)
+    assert found, "user_model.py's docstring has no example"
+    return textwrap.dedent(found.group(1))
+
+
+@pytest.mark.parametrize("source", [_readme_example, _docstring_example], ids=["readme", "module"])
+def test_the_documented_example_trains_and_exports(
+    source: Any, breast_cancer: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example the README and user_model.py show, pasted into user_model, works."""
+    namespace: dict[str, Any] = {}
+    exec(source(), namespace)
+    monkeypatch.setattr(user_model, "build_estimator", namespace["build_estimator"])
+    monkeypatch.setattr(user_model, "feature_steps", namespace["feature_steps"])
+    train, test = stratified_split(breast_cancer, "target", SplitParams())
+    schema = infer_schema(breast_cancer, DataParams())
+    pipeline = fit_pipeline(train, schema, small_params("random_forest"))
+    assert [n for n, _ in pipeline.steps] == ["area_per_radius", "preprocess", "model"]
+    assert isinstance(pipeline.named_steps["model"], ExtraTreesClassifier)
+    parity = check_parity(pipeline, to_onnx(pipeline, schema), test, schema, tolerance=1e-5)
+    assert parity.passed, parity
