@@ -346,6 +346,34 @@ def _parity_record(parity: Parity) -> dict[str, Any]:
     }
 
 
+# The estimator class each built-in `train.model` stands for (user_model's examples).
+BUILTIN_ESTIMATORS = {
+    "logistic_regression": "LogisticRegression",
+    "random_forest": "RandomForestClassifier",
+    "hist_gradient_boosting": "HistGradientBoostingClassifier",
+}
+
+
+def custom_steps_record(pipeline: Any, params: TrainParams) -> dict[str, Any]:
+    """What user_model.py changed, for train_info.json: the estimator when it is not the
+    built-in one `train.model` names, and the feature steps with the columns they add.
+    Empty for the built-in pipeline (whose record stays as it always was)."""
+    *features, (_, estimator) = [s for s in pipeline.steps if s[0] != "preprocess"]
+    record: dict[str, Any] = {}
+    if type(estimator).__name__ != BUILTIN_ESTIMATORS[params.model]:
+        record["estimator"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    if features:
+        record["feature_steps"] = [
+            {
+                "name": name,
+                "class": f"{type(step).__module__}.{type(step).__qualname__}",
+                "adds": list(step.added_columns),
+            }
+            for name, step in features
+        ]
+    return record
+
+
 def train_info(
     params: TrainParams,
     parity: Parity,
@@ -353,8 +381,10 @@ def train_info(
     onnx_model: bytes,
     rows: int,
     missing_parity: Parity | None = None,
+    pipeline: Any = None,
 ) -> dict[str, Any]:
-    """What the train stage records; `missing_parity`: parity on `missing_value_probes`."""
+    """What the train stage records; `missing_parity`: parity on `missing_value_probes`;
+    `pipeline`: the fitted pipeline, whose user_model.py changes are recorded."""
     info: dict[str, Any] = {
         "model": params.model,
         "hyperparameters": params.estimator_params.model_dump(),
@@ -362,6 +392,8 @@ def train_info(
         "train_rows": rows,
         "parity": _parity_record(parity),
     }
+    if pipeline is not None:
+        info.update(custom_steps_record(pipeline, params))
     if missing_parity is not None:
         info["parity_with_missing_values"] = _parity_record(missing_parity)
     info["sha256"] = {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)}

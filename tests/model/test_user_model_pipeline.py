@@ -98,6 +98,19 @@ def test_a_ratio_feature_is_served_from_raw_rows_like_the_sklearn_pipeline(
     info = read_json(paths.TRAIN_INFO)
     assert info["parity"]["label_mismatches"] == 0
     assert info["parity_with_missing_values"]["label_mismatches"] == 0
+    assert info["feature_steps"] == [
+        {
+            "name": "x1_per_x2",
+            "class": "mlops_template.derived_features.Ratio",
+            "adds": ["x1_per_x2"],
+        },
+        {
+            "name": "x1_times_x1_per_x2",
+            "class": "mlops_template.derived_features.Product",
+            "adds": ["x1_times_x1_per_x2"],
+        },
+    ]
+    assert "estimator" not in info  # the built-in one train.model names
 
     # the served files only: the server has no sklearn pipeline and no user_model steps
     served = project / "served"

@@ -349,3 +349,57 @@ def test_the_documented_example_trains_and_exports(
     assert isinstance(pipeline.named_steps["model"], ExtraTreesClassifier)
     parity = check_parity(pipeline, to_onnx(pipeline, schema), test, schema, tolerance=1e-5)
     assert parity.passed, parity
+
+
+def test_train_info_records_what_user_model_changed_and_nothing_by_default(
+    ratio_data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_template.train import custom_steps_record
+
+    train, _, schema = ratio_data
+    params = small_params("random_forest")
+    assert custom_steps_record(fit_pipeline(train, schema, params), params) == {}
+
+    monkeypatch.setattr(
+        user_model,
+        "build_estimator",
+        lambda p: ExtraTreesClassifier(n_estimators=5, random_state=p.seed),
+    )
+    monkeypatch.setattr(
+        user_model, "feature_steps", lambda p, s: [("r", Ratio("x1", "x2", name="x1_per_x2"))]
+    )
+    record = custom_steps_record(fit_pipeline(train, schema, params), params)
+    assert record == {
+        "estimator": "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "feature_steps": [
+            {"name": "r", "class": "mlops_template.derived_features.Ratio", "adds": ["x1_per_x2"]}
+        ],
+    }
+
+
+def test_the_model_card_names_the_estimator_and_feature_steps() -> None:
+    from types import SimpleNamespace
+
+    from mlops_template.model_card import _params_section
+
+    info = {
+        "model": "random_forest",
+        "seed": 1,
+        "hyperparameters": {"n_estimators": 10},
+        "estimator": "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "feature_steps": [
+            {"name": "r", "class": "mlops_template.derived_features.Ratio", "adds": ["x1_per_x2"]}
+        ],
+    }
+    lines = _params_section(SimpleNamespace(train_info=info, params={}, model_sha256={}))
+    assert lines[4:7] == [
+        "Estimator `sklearn.ensemble._forest.ExtraTreesClassifier` "
+        "(src/mlops_template/user_model.py).",
+        "Feature step `r` (`mlops_template.derived_features.Ratio`) adds `x1_per_x2`.",
+        "",
+    ]
+    assert lines[7] == "| Parameter | Value |"
+    default = _params_section(
+        SimpleNamespace(train_info={"model": "random_forest"}, params={}, model_sha256={})
+    )
+    assert not any("Estimator" in line or "Feature step" in line for line in default)

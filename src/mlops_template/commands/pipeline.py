@@ -154,7 +154,9 @@ def train() -> None:
     skops_model = t.skops_bytes(pipeline)
     write_bytes(paths.MODEL_SKOPS, skops_model)
     write_bytes(paths.MODEL_ONNX, onnx_model)
-    info = t.train_info(p.train, parity, skops_model, onnx_model, train_rows, missing_parity)
+    info = t.train_info(
+        p.train, parity, skops_model, onnx_model, train_rows, missing_parity, pipeline
+    )
     write_json(paths.TRAIN_INFO, info)
     logger.info(
         "ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
