@@ -118,7 +118,7 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
             "the ONNX model, so every step must convert: in src/mlops_template/user_model.py "
             "pick an estimator skl2onnx supports (skl2onnx.supported_converters()), build "
             "features from mlops_template.derived_features, or register a converter for it "
-            "(skl2onnx.update_registered_converter). Nothing was written."
+            "(skl2onnx.update_registered_converter)."
         )
     types = [(n, FloatTensorType([None, 1])) for n in numeric_features(schema)]
     types += [(n, StringTensorType([None, 1])) for n in categorical_features(schema)]
@@ -134,7 +134,7 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
         raise ModelError(
             f"cannot export the model to ONNX (pipeline steps: {steps}): "
             f"{type(exc).__name__}: {exc}. Change the step in src/mlops_template/user_model.py "
-            "or its converter. Nothing was written."
+            "or its converter."
         ) from exc
     return _reproducible(model, schema)
 

@@ -164,6 +164,7 @@ def test_a_model_onnx_cannot_convert_fails_the_stage_clearly_and_writes_nothing(
     assert "pipeline step 'model'" in errors[0]
     assert "MedianThresholdClassifier" in errors[0]
     assert "user_model.py" in errors[0]
+    assert errors[0].endswith("(nothing was written)")
     for output in (paths.MODEL_SKOPS, paths.MODEL_ONNX, paths.TRAIN_INFO):
         assert not (project / output).exists()
     assert not (project / "models").exists() or not any((project / "models").iterdir())

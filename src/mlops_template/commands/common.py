@@ -52,7 +52,7 @@ def model_errors() -> Iterator[None]:
     try:
         yield
     except (ModelError, FeatureStepError) as exc:
-        logger.error("%s", exc)
+        logger.error("%s (nothing was written)", exc)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
