@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_template.config import LogisticRegressionParams, TrainParams
+from mlops_template.config import LogisticRegressionParams
 from mlops_template.data import frame_hash
 from mlops_template.evaluate import compute_metrics
-from mlops_template.features import feature_frame, target_labels
+from mlops_template.features import build_preprocessor, feature_frame, target_labels
 from mlops_template.files import json_number
 
 
@@ -40,13 +40,20 @@ def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> n
 def linear_proba(
     train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int
 ) -> np.ndarray:
-    """A default logistic regression's class probabilities on TEST (columns: classes)."""
-    from mlops_template.train import build_pipeline
+    """A default logistic regression's class probabilities on TEST (columns: classes).
 
-    settings = TrainParams(
-        model="logistic_regression", seed=seed, logistic_regression=LogisticRegressionParams()
+    Built here, not by user_model: the reference stays the template's own preprocessing
+    and model whatever features and estimator a fork plugs in."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    settings = LogisticRegressionParams()
+    pipeline = Pipeline(
+        [
+            ("preprocess", build_preprocessor(schema, scale=True)),
+            ("model", LogisticRegression(random_state=seed, **settings.model_dump())),
+        ]
     )
-    pipeline = build_pipeline(schema, settings)
     pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
     proba = pipeline.predict_proba(feature_frame(test, schema))
     fitted = [str(c) for c in pipeline.classes_]

@@ -7,6 +7,7 @@ string tensors have no NaN), which the pipeline's imputer treats as missing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,13 @@ def onnx_inputs(features: pd.DataFrame, schema: dict[str, Any]) -> dict[str, np.
     return feeds
 
 
-def build_preprocessor(schema: dict[str, Any], scale: bool = True) -> Any:
+def build_preprocessor(
+    schema: dict[str, Any], scale: bool = True, derived: Sequence[str] = ()
+) -> Any:
     """numeric: median impute (+ standard scaling when `scale`); categorical: most-frequent
     impute + one-hot that ignores categories unseen in training (serving must not fail on
-    a new value).
+    a new value). `derived`: numeric columns the feature steps before the preprocessor
+    append (user_model.feature_steps), treated like the numeric features.
 
     Tree models take `scale=False`: splits do not care about scale, and scaling is where
     sklearn (float64) and ONNX (float32) part ways. A value sitting exactly on a split
@@ -75,7 +79,7 @@ def build_preprocessor(schema: dict[str, Any], scale: bool = True) -> Any:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     transformers = []
-    numeric = numeric_features(schema)
+    numeric = numeric_features(schema) + list(derived)
     categorical = categorical_features(schema)
     if numeric:
         steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]

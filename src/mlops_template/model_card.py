@@ -175,6 +175,15 @@ def _params_section(ctx: CardContext) -> list[str]:
         "| Parameter | Value |",
         "|---|---|",
     ]
+    # user_model.py's changes (train.custom_steps_record): before the table
+    custom = []
+    if train.get("estimator"):
+        custom.append(f"Estimator `{train['estimator']}` (src/mlops_template/user_model.py).")
+    for step in train.get("feature_steps") or []:
+        adds = ", ".join(f"`{c}`" for c in step.get("adds", []))
+        custom.append(f"Feature step `{step.get('name')}` (`{step.get('class')}`) adds {adds}.")
+    if custom:
+        lines[4:4] = [*custom, ""]
     for key, value in sorted((train.get("hyperparameters") or {}).items()):
         lines.append(f"| `train.{train.get('model')}.{key}` | `{_value(value)}` |")
     shown = {

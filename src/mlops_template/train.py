@@ -31,7 +31,8 @@ from mlops_template.features import (
 
 ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 # Types a skops model file of this template may contain. Anything else in a file is
-# refused: loading must not construct arbitrary objects.
+# refused: loading must not construct arbitrary objects. The template's own feature
+# blocks (derived_features.BLOCKS) are trusted by exact name, not by a module prefix.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.sparse.")
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -41,27 +42,56 @@ class ModelError(RuntimeError):
 
 
 def build_estimator(params: TrainParams) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    """The estimator `user_model.build_estimator` returns (the fork's one place)."""
+    from mlops_template import user_model
 
-    hp = params.estimator_params.model_dump()
-    if params.model == "logistic_regression":
-        return LogisticRegression(random_state=params.seed, **hp)
-    if params.model == "random_forest":
-        return RandomForestClassifier(random_state=params.seed, n_jobs=1, **hp)
-    return HistGradientBoostingClassifier(random_state=params.seed, **hp)
+    return user_model.build_estimator(params)
 
 
-# Models whose inputs are standardised; tree ensembles are scale-free (see
-# features.build_preprocessor for why they must not be scaled).
-SCALED_MODELS = frozenset({"logistic_regression"})
+# The Pipeline's own step names; feature steps must use others.
+RESERVED_STEPS = ("preprocess", "model")
 
 
 def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
+    """[*user_model.feature_steps, preprocess, model]: feature steps work on the raw
+    input columns and append the columns they declare (`added_columns`), which the
+    preprocessor selects along with the schema's numeric features."""
     from sklearn.pipeline import Pipeline
 
-    preprocess = build_preprocessor(schema, scale=params.model in SCALED_MODELS)
-    return Pipeline([("preprocess", preprocess), ("model", build_estimator(params))])
+    from mlops_template import user_model
+
+    steps = list(user_model.feature_steps(params, schema))
+    derived: list[str] = []
+    for step in steps:
+        if not (isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], str)):
+            raise ModelError(
+                f"user_model.feature_steps: {step!r} is not a (name, transformer) pair"
+            )
+        name, transformer = step
+        if name in RESERVED_STEPS:
+            raise ModelError(
+                f"user_model.feature_steps: step name {name!r} is reserved "
+                f"({', '.join(RESERVED_STEPS)}); rename it"
+            )
+        added = getattr(transformer, "added_columns", None)
+        if added is None:
+            raise ModelError(
+                f"user_model.feature_steps: step {name!r} ({type(transformer).__name__}) does "
+                "not declare `added_columns` (the numeric columns it appends, which the "
+                "preprocessor selects); use a block of mlops_template.derived_features or add it"
+            )
+        derived += list(added)
+    taken = set(numeric_features(schema) + categorical_features(schema))
+    clashes = sorted({c for c in derived if c in taken or derived.count(c) > 1})
+    if clashes:
+        raise ModelError(
+            f"user_model.feature_steps: added column(s) {clashes} clash with an input column "
+            "or another step's column; give each a new name"
+        )
+    preprocess = build_preprocessor(schema, scale=user_model.scale_numeric(params), derived=derived)
+    return Pipeline(
+        [*steps, ("preprocess", preprocess), ("model", user_model.build_estimator(params))]
+    )
 
 
 def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParams) -> Any:
@@ -71,18 +101,65 @@ def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParam
 
 
 def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
+    """The fitted pipeline as ONNX. A step skl2onnx has no converter for is a ModelError
+    naming the step (checked before converting); any other conversion failure is a
+    ModelError listing the steps, with skl2onnx's message."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
+    import mlops_template.derived_features  # noqa: F401  (registers the blocks' converters)
+
+    unconvertible = list(_without_converter(pipeline))
+    if unconvertible:
+        path, cls = unconvertible[0]
+        raise ModelError(
+            f"cannot export the model to ONNX: pipeline step {path!r} "
+            f"({cls.__module__}.{cls.__qualname__}) has no skl2onnx converter. Serving runs "
+            "the ONNX model, so every step must convert: in src/mlops_template/user_model.py "
+            "pick an estimator skl2onnx supports (skl2onnx.supported_converters()), build "
+            "features from mlops_template.derived_features, or register a converter for it "
+            "(skl2onnx.update_registered_converter)."
+        )
     types = [(n, FloatTensorType([None, 1])) for n in numeric_features(schema)]
     types += [(n, StringTensorType([None, 1])) for n in categorical_features(schema)]
-    model = convert_sklearn(
-        pipeline,
-        initial_types=types,
-        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-        target_opset=ONNX_OPSET,
-    )
+    try:
+        model = convert_sklearn(
+            pipeline,
+            initial_types=types,
+            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+            target_opset=ONNX_OPSET,
+        )
+    except Exception as exc:
+        steps = ", ".join(f"{n} ({type(s).__name__})" for n, s in pipeline.steps)
+        raise ModelError(
+            f"cannot export the model to ONNX (pipeline steps: {steps}): "
+            f"{type(exc).__name__}: {exc}. Change the step in src/mlops_template/user_model.py "
+            "or its converter."
+        ) from exc
     return _reproducible(model, schema)
+
+
+def _without_converter(step: Any, path: str = "") -> Any:
+    """(dotted step path, class) of each step, at any depth, skl2onnx cannot convert."""
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    children: list[tuple[str, Any]] = []
+    if isinstance(step, Pipeline):
+        children = list(step.steps)
+    elif isinstance(step, FeatureUnion):
+        children = list(step.transformer_list)
+    elif isinstance(step, ColumnTransformer):
+        fitted = getattr(step, "transformers_", step.transformers)
+        children = [(name, t) for name, t, _ in fitted]
+    elif type(step) not in sklearn_operator_name_map:
+        yield path, type(step)
+        return
+    for name, child in children:
+        if isinstance(child, str):  # "drop" / "passthrough"
+            continue
+        yield from _without_converter(child, f"{path}.{name}" if path else name)
 
 
 def _reproducible(model: Any, schema: dict[str, Any]) -> bytes:
@@ -238,12 +315,18 @@ def skops_bytes(pipeline: Any) -> bytes:
 
 
 def load_skops(path: Path) -> Any:
-    """Load a skops model, trusting only sklearn/numpy types (no arbitrary objects)."""
+    """Load a skops model, trusting only sklearn/numpy types and the template's feature
+    blocks (no arbitrary objects)."""
     import skops.io as sio
 
+    from mlops_template.derived_features import BLOCKS
+
+    trusted_types = {f"{cls.__module__}.{cls.__qualname__}" for cls in BLOCKS}
     data = path.read_bytes()
     untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    refused = [
+        t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in trusted_types
+    ]
     if refused:
         raise ModelError(f"{path}: refusing to load types outside the allow-list: {refused}")
     return sio.loads(data, trusted=untrusted)
@@ -263,6 +346,34 @@ def _parity_record(parity: Parity) -> dict[str, Any]:
     }
 
 
+# The estimator class each built-in `train.model` stands for (user_model's examples).
+BUILTIN_ESTIMATORS = {
+    "logistic_regression": "LogisticRegression",
+    "random_forest": "RandomForestClassifier",
+    "hist_gradient_boosting": "HistGradientBoostingClassifier",
+}
+
+
+def custom_steps_record(pipeline: Any, params: TrainParams) -> dict[str, Any]:
+    """What user_model.py changed, for train_info.json: the estimator when it is not the
+    built-in one `train.model` names, and the feature steps with the columns they add.
+    Empty for the built-in pipeline (whose record stays as it always was)."""
+    *features, (_, estimator) = [s for s in pipeline.steps if s[0] != "preprocess"]
+    record: dict[str, Any] = {}
+    if type(estimator).__name__ != BUILTIN_ESTIMATORS[params.model]:
+        record["estimator"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    if features:
+        record["feature_steps"] = [
+            {
+                "name": name,
+                "class": f"{type(step).__module__}.{type(step).__qualname__}",
+                "adds": list(step.added_columns),
+            }
+            for name, step in features
+        ]
+    return record
+
+
 def train_info(
     params: TrainParams,
     parity: Parity,
@@ -270,8 +381,10 @@ def train_info(
     onnx_model: bytes,
     rows: int,
     missing_parity: Parity | None = None,
+    pipeline: Any = None,
 ) -> dict[str, Any]:
-    """What the train stage records; `missing_parity`: parity on `missing_value_probes`."""
+    """What the train stage records; `missing_parity`: parity on `missing_value_probes`;
+    `pipeline`: the fitted pipeline, whose user_model.py changes are recorded."""
     info: dict[str, Any] = {
         "model": params.model,
         "hyperparameters": params.estimator_params.model_dump(),
@@ -279,6 +392,8 @@ def train_info(
         "train_rows": rows,
         "parity": _parity_record(parity),
     }
+    if pipeline is not None:
+        info.update(custom_steps_record(pipeline, params))
     if missing_parity is not None:
         info["parity_with_missing_values"] = _parity_record(missing_parity)
     info["sha256"] = {"model.skops": sha256(skops_model), "model.onnx": sha256(onnx_model)}

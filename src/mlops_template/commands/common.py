@@ -41,6 +41,21 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
+@contextlib.contextmanager
+def model_errors() -> Iterator[None]:
+    """A model that cannot be built or exported (train.ModelError: e.g. a step of
+    user_model.py skl2onnx cannot convert; a feature step's bad column) becomes one logged
+    message and exit code 2: fix user_model.py and rerun."""
+    from mlops_template.derived_features import FeatureStepError
+    from mlops_template.train import ModelError
+
+    try:
+        yield
+    except (ModelError, FeatureStepError) as exc:
+        logger.error("%s (nothing was written)", exc)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
 def params(path: Path = paths.PARAMS) -> Params:
     with user_errors():
         return load_params(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from mlops_template import paths
-from mlops_template.commands.common import params, user_errors
+from mlops_template.commands.common import model_errors, params, user_errors
 from mlops_template.files import (
     atomic_path,
     read_json,
@@ -125,13 +125,15 @@ def train() -> None:
     features, labels = feature_frame(train_frame, schema), target_labels(train_frame, schema)
     train_rows = len(train_frame)
     del train_frame  # peak memory: only the model inputs stay; test rows are read later
-    pipeline = t.build_pipeline(schema, p.train).fit(features, labels)
+    with model_errors():
+        pipeline = t.build_pipeline(schema, p.train).fit(features, labels)
     del features, labels
     logger.info(
         "trained %s on %d rows (%.2fs)", p.train.model, train_rows, time.perf_counter() - started
     )
     test_frame = pd.read_parquet(paths.TEST_DATA)
-    onnx_model = t.to_onnx(pipeline, schema)
+    with model_errors():
+        onnx_model = t.to_onnx(pipeline, schema)
     tolerance = p.train.onnx_probability_tolerance
     parity = t.check_parity(pipeline, onnx_model, test_frame, schema, tolerance)
     # Serving accepts a null in any feature: the ONNX graph must impute each like sklearn.
@@ -152,7 +154,9 @@ def train() -> None:
     skops_model = t.skops_bytes(pipeline)
     write_bytes(paths.MODEL_SKOPS, skops_model)
     write_bytes(paths.MODEL_ONNX, onnx_model)
-    info = t.train_info(p.train, parity, skops_model, onnx_model, train_rows, missing_parity)
+    info = t.train_info(
+        p.train, parity, skops_model, onnx_model, train_rows, missing_parity, pipeline
+    )
     write_json(paths.TRAIN_INFO, info)
     logger.info(
         "ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
