@@ -64,6 +64,18 @@ def mixed_dataset(rows: int = 600, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def mixed_regression_dataset(rows: int = 600, seed: int = 0) -> pd.DataFrame:
+    """`mixed_dataset`'s columns with a numeric target: a noisy price from x1, x2, color."""
+    import numpy as np
+
+    frame = mixed_dataset(rows, seed)
+    rng = np.random.default_rng(seed + 1000)
+    x2 = frame["x2"].fillna(5.0)
+    signal = 3 * frame["x1"] + 0.8 * x2 + np.where(frame["color"] == "red", 4.0, 0.0)
+    price = 50 + signal + rng.normal(scale=1.5, size=rows)
+    return frame.assign(label=price.round(2))
+
+
 @pytest.fixture
 def mixed_frame() -> pd.DataFrame:
     return mixed_dataset()

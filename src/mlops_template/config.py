@@ -29,7 +29,7 @@ ModelName = Literal["logistic_regression", "random_forest", "hist_gradient_boost
 MetricName = Literal["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"]
 # Reference models of the `baseline` stage (eval/baseline.json) the gate can be relative to.
 BaselineName = Literal["majority", "linear"]
-BUILTIN_DATASETS = ("breast_cancer", "wine", "iris")
+BUILTIN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes")
 BUILTIN_PREFIX = "sklearn:"
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -64,6 +64,10 @@ class DataParams(Section):
     # parts (year, month, ...) would have to be computed identically by the ONNX model,
     # the serving API and the drift monitor, which do not exist yet.
     datetime_features: str = "drop"
+    # What the model predicts: a class (classification) or a number (regression). "auto"
+    # infers it from the target (validate.infer_task: a numeric target with many distinct
+    # values is a quantity) and the validate stage logs which task it chose and why.
+    task: Literal["auto", "classification", "regression"] = "auto"
 
     @field_validator("source")
     @classmethod
@@ -128,7 +132,8 @@ class ValidateParams(Section):
     numeric_parse_min_fraction: OpenFraction = 0.9
     max_categorical_levels: PositiveInt = 200
     # A numeric target with more distinct values than this, which are also more than
-    # regression_min_distinct_fraction of the rows, looks like regression (not supported).
+    # regression_min_distinct_fraction of the rows, is a quantity: data.task: auto infers
+    # regression for it (data.task: classification refuses it).
     regression_min_distinct: PositiveInt = 20
     regression_min_distinct_fraction: Fraction = 0.05
     # An integer feature with at least this share of distinct values that is also

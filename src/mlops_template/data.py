@@ -43,9 +43,16 @@ BUILTIN_FEATURES = {
 BUILTIN_TARGET = "target"
 
 
+# The regression dataset: two whitespace-separated files (features, target), unscaled
+# (sklearn's load_diabetes(scaled=False)): values as a request to the API would carry them.
+DIABETES_FILES = ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz")
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
 def load_builtin(name: str) -> pd.DataFrame:
-    """A dataset that ships inside scikit-learn (no network), with readable class names."""
-    frame = _read_builtin_csv(name)
+    """A dataset that ships inside scikit-learn (no network), with readable class names
+    (diabetes: a numeric target, the regression example)."""
+    frame = _read_diabetes() if name == "diabetes" else _read_builtin_csv(name)
     return frame if frame is not None else load_builtin_with_sklearn(name)
 
 
@@ -57,6 +64,26 @@ def builtin_csv_path(name: str) -> Path | None:
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
     path = path / BUILTIN_FILES[name]
     return path if path.is_file() else None
+
+
+def _sklearn_data_dir() -> Path | None:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def _read_diabetes() -> pd.DataFrame | None:
+    directory = _sklearn_data_dir()
+    if directory is None or not all((directory / f).is_file() for f in DIABETES_FILES):
+        return None
+    features = np.loadtxt(directory / DIABETES_FILES[0])
+    target = np.loadtxt(directory / DIABETES_FILES[1])
+    if features.shape != (len(target), len(DIABETES_FEATURES)):
+        return None
+    frame = pd.DataFrame(features, columns=DIABETES_FEATURES)
+    frame[BUILTIN_TARGET] = target
+    return frame
 
 
 def _read_builtin_csv(name: str) -> pd.DataFrame | None:
@@ -81,6 +108,9 @@ def load_builtin_with_sklearn(name: str) -> pd.DataFrame:
     """The same dataset through scikit-learn's loader (the reference, and the fallback)."""
     from sklearn import datasets
 
+    if name == "diabetes":
+        frame = datasets.load_diabetes(as_frame=True, scaled=False).frame.copy()
+        return frame.astype("float64")
     loader = {
         "breast_cancer": datasets.load_breast_cancer,
         "wine": datasets.load_wine,
@@ -168,22 +198,34 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 
 def stratified_split(
-    frame: pd.DataFrame, target: str, params: SplitParams
+    frame: pd.DataFrame, target: str, params: SplitParams, task: str = "classification"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded, stratified train/test split that keeps every class in both parts.
+    """Seeded train/test split: stratified for classification (keeps every class in both
+    parts), a seeded random share of the rows for regression (`task`: the schema's).
 
     Done with numpy rather than sklearn so the split stage starts fast.
     """
-    is_test = held_out_rows(frame, target, params)
+    is_test = held_out_rows(frame, target, params, task)
     train = frame.iloc[~is_test].reset_index(drop=True)
     test = frame.iloc[is_test].reset_index(drop=True)
     return train, test
 
 
-def held_out_rows(frame: pd.DataFrame, target: str, params: SplitParams) -> np.ndarray:
+def held_out_rows(
+    frame: pd.DataFrame, target: str, params: SplitParams, task: str = "classification"
+) -> np.ndarray:
     """Which rows `stratified_split` puts in the test set (validation measures copies
     between the two parts before the split stage writes them)."""
     rng = np.random.default_rng(params.seed)
+    if task == "regression":
+        # a number per row, no classes to keep apart: a seeded share of all rows, at
+        # least one row on each side
+        n_test = round(len(frame) * params.test_size)
+        if len(frame) >= 2:
+            n_test = min(max(n_test, 1), len(frame) - 1)
+        is_test = np.zeros(len(frame), dtype=bool)
+        is_test[rng.permutation(len(frame))[:n_test]] = True
+        return is_test
     labels = frame[target].astype(str).to_numpy()
     test_rows: list[np.ndarray] = []
     for label in sorted(set(labels)):

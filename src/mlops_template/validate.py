@@ -189,6 +189,7 @@ def count_test_copies(
     target: str,
     split: SplitParams,
     row_hash: np.ndarray | None = None,
+    task: str = "classification",
 ) -> tuple[int, int, int]:
     """(test rows, test rows copying a training row beyond chance, test rows copying a
     training row made of common values only), on the split the `split` stage will make.
@@ -206,7 +207,7 @@ def count_test_copies(
     or from permuted columns would assume independent columns, which correlated,
     low-dimensional data breaks, and would fail exactly the tables this is meant to pass.
     """
-    is_test = held_out_rows(frame, target, split)
+    is_test = held_out_rows(frame, target, split, task)
     if row_hash is None:  # `check_data` passes the hashes it computed for duplicates
         row_hash = row_hashes(frame, features, target)
     copied = np.isin(row_hash[is_test], row_hash[~is_test])
@@ -359,16 +360,23 @@ def check_data(
         f"{n_missing_target} rows have no target value",
         target,
     )
-    looks_like_regression = _check_target_kind(labels.dropna(), target, rules, result)
+    task, _ = infer_task(labels.dropna(), data, rules)
+    looks_like_regression = task == "regression"
+    _check_target_kind(labels.dropna(), data, rules, result)
+    # the target fits the task (a quantity refused as classes, a text target refused as
+    # a number: checked above); only then are classes, copies and leakage measured
+    many, _ = looks_like_quantity(labels.dropna(), rules)
+    regression_ok = looks_like_regression and is_numeric(labels)
+    fits = regression_ok or (not looks_like_regression and not many)
     counts = labels.dropna().astype(str).value_counts()
-    if not looks_like_regression:
+    if fits and not looks_like_regression:
         result.add(
             "min_classes",
             len(counts) >= 2,
             f"{len(counts)} class(es): {dict(counts.head(10))} (at least 2 are needed)",
             target,
         )
-    if len(counts) >= 2 and not looks_like_regression:
+    if len(counts) >= 2 and fits and not looks_like_regression:
         smallest = counts.idxmin()
         result.add(
             "min_class_rows",
@@ -466,33 +474,80 @@ def check_data(
     else:
         result.warn("duplicate_fraction", detail)
 
-    if n_missing_target == 0 and not looks_like_regression:
-        _check_test_copies(frame, features, target, rules, split, row_hash, result)
-    if len(counts) >= 2 and n_missing_target == 0 and not looks_like_regression:
+    if n_missing_target == 0 and fits:
+        _check_test_copies(frame, features, target, rules, split, row_hash, result, task)
+    if len(counts) >= 2 and n_missing_target == 0 and not looks_like_regression and fits:
         _check_leakage(frame, features, target, rules, result)
+    if n_missing_target == 0 and regression_ok:
+        _check_regression_leakage(frame, features, target, rules, result)
     return result
 
 
-def _check_target_kind(
-    labels: pd.Series, target: str, rules: ValidateParams, result: ValidationResult
-) -> bool:
-    """Fails a numeric target with many distinct values (True): it is a quantity to
-    predict, not a class, and every value would become a class of one or two rows."""
+def looks_like_quantity(labels: pd.Series, rules: ValidateParams) -> tuple[bool, int]:
+    """(a numeric target with many distinct values, its distinct values): a quantity to
+    predict, where every value as a class would be a class of one or two rows."""
     if not is_numeric(labels):
-        return False
+        return False, int(labels.nunique())
     distinct = int(labels.nunique())
-    regression = (
+    many = (
         distinct > rules.regression_min_distinct
         and distinct > rules.regression_min_distinct_fraction * len(labels)
     )
+    return many, distinct
+
+
+def infer_task(labels: pd.Series, data: DataParams, rules: ValidateParams) -> tuple[str, str]:
+    """(task, reason): "classification" or "regression", as data.task says or, when it is
+    "auto", as the target looks (a numeric target with many distinct values is a
+    quantity). The reason says why and how to choose the other task."""
+    many, distinct = looks_like_quantity(labels, rules)
+    thresholds = (
+        f"validate.regression_min_distinct: {rules.regression_min_distinct}, "
+        f"validate.regression_min_distinct_fraction: {rules.regression_min_distinct_fraction}"
+    )
+    kind = "numeric" if is_numeric(labels) else "non-numeric"
+    if data.task != "auto":
+        return (
+            data.task,
+            f"data.task: {data.task} (target {data.target!r}: {distinct} distinct {kind} values)",
+        )
+    if many:
+        return "regression", (
+            f"data.task: auto and target {data.target!r} is numeric with {distinct} distinct "
+            f"values ({thresholds}): regression; set data.task: classification to treat "
+            "each value as a class"
+        )
+    return "classification", (
+        f"data.task: auto and target {data.target!r} has {distinct} distinct {kind} values "
+        f"({thresholds}): classification; set data.task: regression to predict it as a number"
+    )
+
+
+def _check_target_kind(
+    labels: pd.Series, data: DataParams, rules: ValidateParams, result: ValidationResult
+) -> None:
+    """data.task: classification on a quantity fails (every value would become a class of
+    one or two rows); data.task: regression needs a numeric target."""
+    target = data.target
+    many, distinct = looks_like_quantity(labels, rules)
+    if data.task == "regression":
+        result.add(
+            "regression_target",
+            is_numeric(labels),
+            f"target {target!r} ({labels.dtype}) must be numeric for data.task: regression",
+            target,
+        )
+        return
+    if not is_numeric(labels):
+        return
+    refused = many and data.task == "classification"
     detail = (
         f"target {target!r} has {distinct} distinct numeric values"
-        + (": looks like regression, which this template does not do yet" if regression else "")
+        + (": looks like regression; set data.task: regression (or auto)" if refused else "")
         + f" (validate.regression_min_distinct: {rules.regression_min_distinct}, "
         f"validate.regression_min_distinct_fraction: {rules.regression_min_distinct_fraction})"
     )
-    result.add("classification_target", not regression, detail, target)
-    return regression
+    result.add("classification_target", not refused, detail, target)
 
 
 def _check_test_copies(
@@ -503,8 +558,9 @@ def _check_test_copies(
     split: SplitParams,
     row_hash: np.ndarray,
     result: ValidationResult,
+    task: str = "classification",
 ) -> None:
-    test_rows, copies, common = count_test_copies(frame, features, target, split, row_hash)
+    test_rows, copies, common = count_test_copies(frame, features, target, split, row_hash, task)
     if test_rows == 0:
         return
     share = copies / test_rows
@@ -551,6 +607,48 @@ def _check_leakage(
         )
 
 
+def _check_regression_leakage(
+    frame: pd.DataFrame,
+    features: list[str],
+    target: str,
+    rules: ValidateParams,
+    result: ValidationResult,
+) -> None:
+    """A numeric feature whose rank correlation with a numeric target is at least
+    validate.leakage_max_score in size (it equals or trivially encodes the target)."""
+    failed = {c.column for c in result.failures}
+    sample = frame
+    if len(frame) > LEAKAGE_SAMPLE_ROWS:
+        sample = frame.sample(LEAKAGE_SAMPLE_ROWS, random_state=0)
+    truth = sample[target].to_numpy(dtype=np.float64)
+    for column in features:
+        values = sample[column]
+        if column in failed or not is_numeric(values):
+            continue
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = ~np.isnan(x)
+        if present.sum() < 3:
+            continue
+        rx = _ranks(x[present])
+        ry = _ranks(truth[present])
+        if np.std(rx) == 0 or np.std(ry) == 0:
+            continue
+        score = float(abs(np.corrcoef(rx, ry)[0, 1]))
+        result.add(
+            "leakage",
+            score < rules.leakage_max_score,
+            f"alone predicts the target with |rank correlation| {score:.3f} "
+            f"(validate.leakage_max_score: {rules.leakage_max_score})",
+            column,
+        )
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    return (upper - (counts - 1) / 2.0)[inverse.reshape(-1)]
+
+
 def infer_schema(
     frame: pd.DataFrame, data: DataParams, rules: ValidateParams | None = None
 ) -> dict[str, Any]:
@@ -584,15 +682,33 @@ def infer_schema(
                 "levels": sorted(values.dropna().astype(str).unique().tolist()),
             }
         features.append(entry)
-    labels = frame[data.target].astype(str)
-    counts = labels.value_counts().sort_index()
-    classes = counts.index.tolist()
+    task, _ = infer_task(frame[data.target].dropna(), data, rules or ValidateParams())
+    if task == "regression":
+        numbers = frame[data.target].astype(float)
+        target_info: dict[str, Any] = {
+            "task": "regression",
+            # what predictions are compared with (drift of predictions, the model card)
+            "target_stats": {
+                "min": _finite(numbers.min()),
+                "max": _finite(numbers.max()),
+                "mean": _finite(numbers.mean()),
+                "std": _finite(numbers.std()),
+                "has_zero": bool((numbers == 0).any()),
+            },
+        }
+    else:
+        labels = frame[data.target].astype(str)
+        counts = labels.value_counts().sort_index()
+        classes = counts.index.tolist()
+        target_info = {
+            "task": "binary" if len(classes) == 2 else "multiclass",
+            "classes": classes,
+            "class_counts": {k: int(v) for k, v in counts.items()},
+        }
     return {
         "version": SCHEMA_VERSION,
         "target": data.target,
-        "task": "binary" if len(classes) == 2 else "multiclass",
-        "classes": classes,
-        "class_counts": {k: int(v) for k, v in counts.items()},
+        **target_info,
         "features": features,
         "id_columns": list(data.id_columns),
         "dropped_columns": list(data.drop_columns),

@@ -57,7 +57,7 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame | None], str, str |
     "infinite value": (with_infinity, "finite", "x2"),
     "leakage column": (lambda f: f.assign(outcome_code=f["label"].map({"low": 1, "mid": 2, "high": 3})), "leakage", "outcome_code"),
     "test rows copying training rows": (with_duplicates, "test_copies", None),
-    "regression target": (lambda f: f.assign(label=f["x1"].round(2)), "classification_target", "label"),
+    "regression target copying a feature": (lambda f: f.assign(label=f["x1"].round(2)), "leakage", "x1"),
     "missing fraction": (with_missing, "missing_fraction", "x1"),
 }  # fmt: skip
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import mixed_dataset
+from tests.conftest import mixed_dataset, mixed_regression_dataset
 
 from mlops_template.config import DataParams, SplitParams, ValidateParams
 from mlops_template.data import held_out_rows, read_table, stratified_split
@@ -20,6 +20,7 @@ from mlops_template.validate import (
     count_test_copies,
     feature_columns,
     infer_schema,
+    infer_task,
 )
 
 DATA = DataParams(source="data/external/input.csv", target="label", id_columns=["customer_id"])
@@ -218,19 +219,58 @@ def test_missing_value_texts_read_alike_from_csv_and_parquet(tmp_path: Path) -> 
 
 # ---------------------------------------------------------------- regression targets
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_numeric_target_with_many_values_fails_as_regression(tmp_path: Path, suffix: str) -> None:
-    good = mixed_dataset(rows=300, seed=3)
-    crafted = good.assign(label=(good["x1"] * 10 + 50).round(1))  # a price, not a class
-    frame = load(tmp_path, crafted, f"input{suffix}")
+def test_numeric_target_with_many_values_is_inferred_as_regression(
+    tmp_path: Path, suffix: str
+) -> None:
+    frame = load(tmp_path, mixed_regression_dataset(rows=300, seed=3), f"input{suffix}")
     distinct = frame["label"].nunique()
 
+    task, reason = infer_task(frame["label"], DATA, RULES)
     result = validate(frame)
+    schema = infer_schema(frame, DATA, RULES)
 
+    assert task == "regression"
+    assert f"numeric with {distinct} distinct values" in reason
+    assert "set data.task: classification" in reason
+    assert result.passed, result.failures
+    assert schema["task"] == "regression" and "classes" not in schema
+    assert schema["target_stats"]["min"] == pytest.approx(frame["label"].min())
+
+
+def test_classification_forced_on_a_quantity_fails_naming_the_key(tmp_path: Path) -> None:
+    frame = load(tmp_path, mixed_regression_dataset(rows=300, seed=3))
+    distinct = frame["label"].nunique()
+    result = validate(frame, DATA.model_copy(update={"task": "classification"}))
     assert failed(result) == {("classification_target", "label")}
     assert detail(result, "classification_target").startswith(
-        f"target 'label' has {distinct} distinct numeric values: looks like regression, "
-        "which this template does not do yet"
+        f"target 'label' has {distinct} distinct numeric values: looks like regression; "
+        "set data.task: regression"
     )
+
+
+def test_regression_forced_on_a_text_target_fails(tmp_path: Path) -> None:
+    frame = load(tmp_path, mixed_dataset(rows=300, seed=3))
+    result = validate(frame, DATA.model_copy(update={"task": "regression"}))
+    assert ("regression_target", "label") in failed(result)
+    assert "must be numeric for data.task: regression" in detail(result, "regression_target")
+
+
+def test_regression_target_copied_from_a_feature_is_leakage(tmp_path: Path) -> None:
+    good = mixed_dataset(rows=300, seed=3)
+    frame = load(tmp_path, good.assign(label=(good["x1"] * 10 + 50).round(1)))
+    result = validate(frame)
+    assert failed(result) == {("leakage", "x1")}
+
+
+def test_regression_split_is_seeded_and_not_stratified() -> None:
+    frame = mixed_regression_dataset(rows=401, seed=5)
+    a = held_out_rows(frame, "label", SPLIT, "regression")
+    b = held_out_rows(frame, "label", SPLIT, "regression")
+    other = held_out_rows(frame, "label", SplitParams(seed=SPLIT.seed + 1), "regression")
+    assert (a == b).all() and not (a == other).all()
+    assert a.sum() == round(401 * SPLIT.test_size)
+    train, test = stratified_split(frame, "label", SPLIT, "regression")
+    assert len(train) + len(test) == 401 and len(test) == a.sum()
 
 
 def test_numeric_class_codes_are_a_classification_target(tmp_path: Path) -> None:

@@ -32,6 +32,13 @@ def test_builtin_csv_reader_equals_the_sklearn_loader(name: str) -> None:
     pd.testing.assert_frame_equal(load_builtin(name), load_builtin_with_sklearn(name))
 
 
+def test_diabetes_reader_equals_the_sklearn_loader_unscaled() -> None:
+    frame = load_builtin("diabetes")
+    pd.testing.assert_frame_equal(frame, load_builtin_with_sklearn("diabetes"))
+    assert frame.shape == (442, 11) and frame["target"].dtype == "float64"
+    assert frame["sex"].isin([1.0, 2.0]).all()  # raw values, not sklearn's scaled ones
+
+
 def test_builtin_default_has_string_labels(breast_cancer: pd.DataFrame) -> None:
     assert breast_cancer.shape == (569, 31)
     assert sorted(breast_cancer["target"].unique()) == ["benign", "malignant"]

@@ -66,6 +66,7 @@ def validate() -> None:
         check_data,
         failure_message,
         infer_schema,
+        infer_task,
         render_validation_markdown,
         warning_message,
     )
@@ -75,6 +76,9 @@ def validate() -> None:
     remove(paths.SCHEMA, paths.VALIDATION_REPORT_JSON, paths.VALIDATION_REPORT_MD)
     with user_errors():
         frame = pd.read_parquet(paths.RAW_DATA)
+    if p.data.target in frame.columns:
+        task, reason = infer_task(frame[p.data.target].dropna(), p.data, p.validation)
+        logger.info("task: %s (%s)", task, reason)
     # copies between train and test are measured on the split the `split` stage makes
     result = check_data(frame, p.data, p.validation, p.split)
     write_json(paths.VALIDATION_REPORT_JSON, result.to_dict() | {"source": p.data.source})
@@ -91,7 +95,7 @@ def validate() -> None:
 
 
 def split() -> None:
-    """Stratified, seeded train/test split into data/split/."""
+    """Seeded train/test split into data/split/ (stratified for classification)."""
     import pandas as pd
 
     from mlops_template.data import stratified_split
@@ -100,8 +104,10 @@ def split() -> None:
     remove(paths.TRAIN_DATA, paths.TEST_DATA)
     with user_errors():
         frame = pd.read_parquet(paths.RAW_DATA)
-        read_json(paths.SCHEMA)  # validation passed on this data
-    train, test = stratified_split(frame, p.data.target, p.split)
+        schema = read_json(paths.SCHEMA)  # validation passed on this data
+    # classification: stratified; regression: a seeded share of the rows
+    task = "regression" if schema.get("task") == "regression" else "classification"
+    train, test = stratified_split(frame, p.data.target, p.split, task)
     for part, path in ((train, paths.TRAIN_DATA), (test, paths.TEST_DATA)):
         with atomic_path(path) as tmp:
             part.to_parquet(tmp, index=False)
