@@ -178,6 +178,10 @@ class TrainParams(Section):
     # are within this tolerance: ties) and probabilities (float32 in ONNX) within this
     # absolute tolerance, on every test row, else the train stage fails.
     onnx_probability_tolerance: Annotated[float, Field(gt=0, le=0.1)] = 1e-3
+    # Regression: predicted values (float32 in ONNX) must agree with sklearn's within this
+    # tolerance, relative to the value and absolute below 1 (|d| <= tol * max(1, |y|)),
+    # on every test row, else the train stage fails.
+    onnx_value_tolerance: Annotated[float, Field(gt=0, le=0.1)] = 1e-3
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()

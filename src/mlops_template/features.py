@@ -43,8 +43,16 @@ def feature_frame(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)[feature_names(schema)]
 
 
+def is_regression(schema: dict[str, Any]) -> bool:
+    """The schema's task (validate.infer_schema) is regression: a number per row."""
+    return schema.get("task") == "regression"
+
+
 def target_labels(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
-    """Labels as strings: one label type for sklearn, ONNX and JSON alike."""
+    """Labels as strings: one label type for sklearn, ONNX and JSON alike (regression:
+    the target values as float64)."""
+    if is_regression(schema):
+        return frame[schema["target"]].to_numpy(dtype=np.float64)
     return frame[schema["target"]].astype(str).to_numpy()
 
 

@@ -24,6 +24,7 @@ from mlops_template.features import (
     build_preprocessor,
     categorical_features,
     feature_frame,
+    is_regression,
     numeric_features,
     onnx_inputs,
     target_labels,
@@ -89,9 +90,23 @@ def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
             "or another step's column; give each a new name"
         )
     preprocess = build_preprocessor(schema, scale=user_model.scale_numeric(params), derived=derived)
-    return Pipeline(
-        [*steps, ("preprocess", preprocess), ("model", user_model.build_estimator(params))]
-    )
+    # a fork's one-argument build_estimator keeps working for classification
+    if is_regression(schema):
+        estimator = user_model.build_estimator(params, task="regression")
+        if not _is_regressor(estimator):
+            raise ModelError(
+                f"user_model.build_estimator returned {type(estimator).__name__} for a "
+                "regression target (data.task); return a regressor"
+            )
+    else:
+        estimator = user_model.build_estimator(params)
+    return Pipeline([*steps, ("preprocess", preprocess), ("model", estimator)])
+
+
+def _is_regressor(estimator: Any) -> bool:
+    from sklearn.base import is_regressor
+
+    return bool(is_regressor(estimator))
 
 
 def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParams) -> Any:
@@ -123,11 +138,10 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
     types = [(n, FloatTensorType([None, 1])) for n in numeric_features(schema)]
     types += [(n, StringTensorType([None, 1])) for n in categorical_features(schema)]
     try:
+        # zipmap (probabilities as a list of maps) is a classifier option; off: a tensor
+        options = {} if is_regression(schema) else {id(pipeline.steps[-1][1]): {"zipmap": False}}
         model = convert_sklearn(
-            pipeline,
-            initial_types=types,
-            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-            target_opset=ONNX_OPSET,
+            pipeline, initial_types=types, options=options, target_opset=ONNX_OPSET
         )
     except Exception as exc:
         steps = ", ".join(f"{n} ({type(s).__name__})" for n, s in pipeline.steps)
@@ -179,12 +193,19 @@ def _reproducible(model: Any, schema: dict[str, Any]) -> bytes:
 
 def onnx_metadata(schema: dict[str, Any]) -> dict[str, str]:
     """Stored in the ONNX file: the class order of the probability columns, the inputs."""
-    return {
-        "classes": json.dumps(list(schema["classes"])),
+    meta = {
         "features": json.dumps([f["name"] for f in schema["features"]]),
         "target": str(schema["target"]),
         "task": str(schema["task"]),
     }
+    if not is_regression(schema):
+        meta["classes"] = json.dumps(list(schema["classes"]))
+    return meta
+
+
+def onnx_task(session: Any) -> str:
+    """The task recorded in the ONNX metadata (binary, multiclass or regression)."""
+    return str(session.get_modelmeta().custom_metadata_map.get("task", ""))
 
 
 def onnx_classes(session: Any) -> list[str]:
@@ -219,6 +240,49 @@ def onnx_predict(
     # float32 rows sum to 1 only within ~1e-7; renormalise so metrics see probabilities.
     proba /= proba.sum(axis=1, keepdims=True)
     return np.asarray(labels).astype(str), proba
+
+
+def onnx_predict_values(session: Any, features: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
+    """A regression model's predicted values (float64, one per row)."""
+    names = [i.name for i in session.get_inputs()]
+    feeds = dict(zip(names, onnx_inputs(features, schema).values(), strict=True))
+    (values,) = session.run(None, feeds)
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+@dataclass(frozen=True)
+class ValueParity:
+    """sklearn vs ONNX predicted values: |d| <= tolerance * max(1, |y_sklearn|) per row."""
+
+    rows: int
+    mismatches: int
+    max_abs_difference: float
+    max_scaled_difference: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0
+
+
+def check_value_parity(
+    pipeline: Any, onnx_model: bytes, frame: pd.DataFrame, schema: dict[str, Any], tolerance: float
+) -> ValueParity:
+    """A regressor's predictions, sklearn vs ONNX, on the same rows."""
+    features = feature_frame(frame, schema)
+    if not len(features):
+        return ValueParity(0, 0, 0.0, 0.0, tolerance)
+    onnx_values = onnx_predict_values(onnx_session(onnx_model), features, schema)
+    sk_values = np.asarray(pipeline.predict(features), dtype=np.float64).reshape(-1)
+    diff = np.abs(onnx_values - sk_values)
+    scaled = diff / np.maximum(1.0, np.abs(sk_values))
+    return ValueParity(
+        len(features),
+        int(np.sum(~(scaled <= tolerance))),  # NaN counts as a mismatch
+        float(np.max(diff)),
+        float(np.max(scaled)),
+        tolerance,
+    )
 
 
 @dataclass(frozen=True)
@@ -336,7 +400,15 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _parity_record(parity: Parity) -> dict[str, Any]:
+def _parity_record(parity: Parity | ValueParity) -> dict[str, Any]:
+    if isinstance(parity, ValueParity):
+        return {
+            "rows": parity.rows,
+            "mismatches": parity.mismatches,
+            "max_abs_difference": parity.max_abs_difference,
+            "max_scaled_difference": parity.max_scaled_difference,
+            "tolerance": parity.tolerance,
+        }
     return {
         "rows": parity.rows,
         "ties": parity.ties,
@@ -352,6 +424,12 @@ BUILTIN_ESTIMATORS = {
     "random_forest": "RandomForestClassifier",
     "hist_gradient_boosting": "HistGradientBoostingClassifier",
 }
+# ... and for a regression target (user_model.build_regressor)
+BUILTIN_REGRESSORS = {
+    "logistic_regression": "Ridge",
+    "random_forest": "RandomForestRegressor",
+    "hist_gradient_boosting": "HistGradientBoostingRegressor",
+}
 
 
 def custom_steps_record(pipeline: Any, params: TrainParams) -> dict[str, Any]:
@@ -360,7 +438,8 @@ def custom_steps_record(pipeline: Any, params: TrainParams) -> dict[str, Any]:
     Empty for the built-in pipeline (whose record stays as it always was)."""
     *features, (_, estimator) = [s for s in pipeline.steps if s[0] != "preprocess"]
     record: dict[str, Any] = {}
-    if type(estimator).__name__ != BUILTIN_ESTIMATORS[params.model]:
+    builtin = (BUILTIN_REGRESSORS if _is_regressor(estimator) else BUILTIN_ESTIMATORS)[params.model]
+    if type(estimator).__name__ != builtin:
         record["estimator"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     if features:
         record["feature_steps"] = [
@@ -376,11 +455,11 @@ def custom_steps_record(pipeline: Any, params: TrainParams) -> dict[str, Any]:
 
 def train_info(
     params: TrainParams,
-    parity: Parity,
+    parity: Parity | ValueParity,
     skops_model: bytes,
     onnx_model: bytes,
     rows: int,
-    missing_parity: Parity | None = None,
+    missing_parity: Parity | ValueParity | None = None,
     pipeline: Any = None,
 ) -> dict[str, Any]:
     """What the train stage records; `missing_parity`: parity on `missing_value_probes`;

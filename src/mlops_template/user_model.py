@@ -8,9 +8,10 @@ input columns of data/schema.json.
 
 What to edit:
 
-- `build_estimator`: return any sklearn classifier that skl2onnx can convert (the three
-  built-in choices below are examples, picked by `train.model` in params.yaml). Keep its
-  hyperparameters in params.yaml (`params` is the validated `train` section).
+- `build_estimator`: return any sklearn classifier (a regressor when `task` is
+  "regression", see data.task) that skl2onnx can convert (the three built-in choices
+  below are examples, picked by `train.model` in params.yaml). Keep its hyperparameters
+  in params.yaml (`params` is the validated `train` section).
 - `scale_numeric`: whether numeric columns are standardised before your estimator
   (linear models, SVMs, k-NN: yes; tree models: no, see features.build_preprocessor).
 - `feature_steps`: new columns computed from the raw columns, e.g. a ratio. Use the
@@ -44,17 +45,43 @@ from typing import Any
 from mlops_template.config import TrainParams
 
 
-def build_estimator(params: TrainParams) -> Any:
-    """The classifier, last step of the Pipeline (the built-in choices of train.model)."""
+def build_estimator(params: TrainParams, task: str = "classification") -> Any:
+    """The estimator, last step of the Pipeline (the built-in choices of train.model).
+
+    `task` is the schema's: the train stage passes task="regression" when the target is
+    a number (data.task), and a regressor must be returned then."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
     hp = params.estimator_params.model_dump()
+    if task == "regression":
+        return build_regressor(params)
     if params.model == "logistic_regression":
         return LogisticRegression(random_state=params.seed, **hp)
     if params.model == "random_forest":
         return RandomForestClassifier(random_state=params.seed, n_jobs=1, **hp)
     return HistGradientBoostingClassifier(random_state=params.seed, **hp)
+
+
+def build_regressor(params: TrainParams) -> Any:
+    """The built-in regressors: train.model names the family and its settings."""
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+    from sklearn.linear_model import Ridge
+
+    from mlops_template.train import ModelError
+
+    hp = params.estimator_params.model_dump()
+    if hp.pop("class_weight", None) is not None:
+        raise ModelError(
+            f"train.{params.model}.class_weight: {params.estimator_params.class_weight!r} "
+            "applies to classification only; set it to null for a regression target"
+        )
+    if params.model == "logistic_regression":
+        # the linear family: ridge regression, its penalty the inverse of train...C
+        return Ridge(alpha=1.0 / hp["C"], max_iter=hp["max_iter"], random_state=params.seed)
+    if params.model == "random_forest":
+        return RandomForestRegressor(random_state=params.seed, n_jobs=1, **hp)
+    return HistGradientBoostingRegressor(random_state=params.seed, **hp)
 
 
 def scale_numeric(params: TrainParams) -> bool:

@@ -140,23 +140,48 @@ def train() -> None:
     test_frame = pd.read_parquet(paths.TEST_DATA)
     with model_errors():
         onnx_model = t.to_onnx(pipeline, schema)
-    tolerance = p.train.onnx_probability_tolerance
-    parity = t.check_parity(pipeline, onnx_model, test_frame, schema, tolerance)
     # Serving accepts a null in any feature: the ONNX graph must impute each like sklearn.
     probes = t.missing_value_probes(test_frame, schema)
-    missing_parity = t.check_parity(pipeline, onnx_model, probes, schema, tolerance)
-    for checked, what in ((parity, "test rows"), (missing_parity, "test rows with nulls")):
-        if not checked.passed:
-            logger.error(
-                "ONNX parity failed on %d %s: %d label mismatches, max |p_onnx - p_sklearn| = "
-                "%.2e (train.onnx_probability_tolerance: %s)",
-                checked.rows,
-                what,
-                checked.label_mismatches,
-                checked.max_probability_difference,
-                checked.tolerance,
-            )
-            raise typer.Exit(1)
+    if schema.get("task") == "regression":
+        value_tolerance = p.train.onnx_value_tolerance
+        value_parity = t.check_value_parity(
+            pipeline, onnx_model, test_frame, schema, value_tolerance
+        )
+        value_missing = t.check_value_parity(pipeline, onnx_model, probes, schema, value_tolerance)
+        for checked, what in ((value_parity, "test rows"), (value_missing, "test rows with nulls")):
+            if not checked.passed:
+                logger.error(
+                    "ONNX parity failed on %d %s: %d predictions differ by more than "
+                    "train.onnx_value_tolerance: %s x max(1, |y|) (max |y_onnx - y_sklearn| "
+                    "= %.2e)",
+                    checked.rows,
+                    what,
+                    checked.mismatches,
+                    checked.tolerance,
+                    checked.max_abs_difference,
+                )
+                raise typer.Exit(1)
+        parity: t.Parity | t.ValueParity = value_parity
+        missing_parity: t.Parity | t.ValueParity = value_missing
+        difference = value_parity.max_scaled_difference
+    else:
+        tolerance = p.train.onnx_probability_tolerance
+        class_parity = t.check_parity(pipeline, onnx_model, test_frame, schema, tolerance)
+        class_missing = t.check_parity(pipeline, onnx_model, probes, schema, tolerance)
+        for checked, what in ((class_parity, "test rows"), (class_missing, "test rows with nulls")):
+            if not checked.passed:
+                logger.error(
+                    "ONNX parity failed on %d %s: %d label mismatches, max |p_onnx - p_sklearn| "
+                    "= %.2e (train.onnx_probability_tolerance: %s)",
+                    checked.rows,
+                    what,
+                    checked.label_mismatches,
+                    checked.max_probability_difference,
+                    checked.tolerance,
+                )
+                raise typer.Exit(1)
+        parity, missing_parity = class_parity, class_missing
+        difference = class_parity.max_probability_difference
     skops_model = t.skops_bytes(pipeline)
     write_bytes(paths.MODEL_SKOPS, skops_model)
     write_bytes(paths.MODEL_ONNX, onnx_model)
@@ -165,8 +190,9 @@ def train() -> None:
     )
     write_json(paths.TRAIN_INFO, info)
     logger.info(
-        "ONNX parity ok (max |dp| = %.1e); wrote %s and %s",
-        parity.max_probability_difference,
+        "ONNX parity ok (max |d%s| = %.1e); wrote %s and %s",
+        "" if schema.get("task") == "regression" else "p",
+        difference,
         paths.MODEL_SKOPS,
         paths.MODEL_ONNX,
     )
