@@ -25,8 +25,13 @@ import pandas as pd
 
 from mlops_template.config import LogisticRegressionParams
 from mlops_template.data import frame_hash
-from mlops_template.evaluate import compute_metrics
-from mlops_template.features import build_preprocessor, feature_frame, target_labels
+from mlops_template.evaluate import compute_metrics, compute_regression_metrics
+from mlops_template.features import (
+    build_preprocessor,
+    feature_frame,
+    is_regression,
+    target_labels,
+)
 from mlops_template.files import json_number
 
 
@@ -64,7 +69,10 @@ def baseline_metrics(
     train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int = 0
 ) -> dict[str, Any]:
     """Metrics of each baseline on TEST (evaluate.compute_metrics, the one definition;
-    an undefined metric is null)."""
+    an undefined metric is null). Regression: `mean` and `linear` (a ridge regression),
+    scored by evaluate.compute_regression_metrics."""
+    if is_regression(schema):
+        return regression_baseline_metrics(train, test, schema, seed)
     classes = [str(c) for c in schema["classes"]]
     y_test = target_labels(test, schema)
     probas = {
@@ -77,5 +85,47 @@ def baseline_metrics(
         "models": {
             name: {k: json_number(v) for k, v in compute_metrics(y_test, proba, classes).items()}
             for name, proba in probas.items()
+        },
+    }
+
+
+def mean_values(train_values: np.ndarray, rows: int) -> np.ndarray:
+    """The training target's mean for every row: R^2 about 0 on the test rows."""
+    return np.full(rows, float(np.mean(np.asarray(train_values, dtype=np.float64))))
+
+
+def linear_values(
+    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int
+) -> np.ndarray:
+    """A default ridge regression's predictions on TEST (the template's preprocessing)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+
+    pipeline = Pipeline(
+        [
+            ("preprocess", build_preprocessor(schema, scale=True)),
+            ("model", Ridge(alpha=1.0, random_state=seed)),
+        ]
+    )
+    pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
+    return np.asarray(pipeline.predict(feature_frame(test, schema)), dtype=np.float64)
+
+
+def regression_baseline_metrics(
+    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """The regression baselines: `mean` (gate.baseline.majority's counterpart; the name
+    majority is accepted for it) and `linear` (ridge)."""
+    y_test = target_labels(test, schema)
+    values = {
+        "mean": mean_values(target_labels(train, schema), len(test)),
+        "linear": linear_values(train, test, schema, seed),
+    }
+    return {
+        "test_rows": len(test),
+        "test_hash": frame_hash(test),
+        "models": {
+            name: {k: json_number(v) for k, v in compute_regression_metrics(y_test, pred).items()}
+            for name, pred in values.items()
         },
     }

@@ -23,7 +23,13 @@ HIGHER_IS_BETTER = {
     "f1_macro": True,
     "roc_auc": True,
     "log_loss": False,
+    # regression (compute_regression_metrics)
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+    "mape": False,
 }
+REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
 CURVE_POINTS = 101  # curves are resampled to a fixed grid: small, diffable plot files
 _EPS = float(np.finfo(np.float64).eps)
 LOG_LOSS_FLOOR = 1e-15
@@ -322,5 +328,126 @@ def evaluate_model(
         "test_rows": len(test),
         "importance_rows": len(rows),
         "proba": proba,
+        "y_true": y_true,
+    }
+
+
+# --------------------------------------------------------------------------- regression
+def compute_regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Scalar metrics of predicted values (the one definition, as for classification).
+
+    - rmse: root mean squared error; mae: mean absolute error (target units).
+    - r2: 1 - SSE / SST (NaN when the target is constant: SST = 0).
+    - mape: mean |error| / |true value|; only when no true value is 0 (division by
+      zero), else the key is absent (`mape_note` says why, for the report).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{len(y_pred)} predictions for {len(y_true)} true values")
+    n = len(y_true)
+    if n == 0:
+        return {"rmse": math.nan, "mae": math.nan, "r2": math.nan}
+    error = y_pred - y_true
+    sse = float(np.sum(error**2))
+    sst = float(np.sum((y_true - y_true.mean()) ** 2))
+    metrics = {
+        "rmse": math.sqrt(sse / n),
+        "mae": float(np.mean(np.abs(error))),
+        "r2": 1.0 - sse / sst if sst > 0 else math.nan,
+    }
+    if not (y_true == 0).any():
+        metrics["mape"] = float(np.mean(np.abs(error) / np.abs(y_true)))
+    return metrics
+
+
+def mape_note(y_true: np.ndarray) -> str | None:
+    """Why MAPE is missing from the metrics (None when it is there)."""
+    zeros = int((np.asarray(y_true, dtype=np.float64) == 0).sum())
+    if zeros:
+        return f"mape omitted: {zeros} test row(s) have a true value of 0 (division by zero)"
+    return None
+
+
+def residual_points(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict[str, float]]:
+    """One point per test row: actual, predicted and residual (predicted - actual), for
+    the residual and predicted-vs-actual plots."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    return [
+        {
+            "actual": round(float(a), 6),
+            "predicted": round(float(p), 6),
+            "residual": round(float(p - a), 6),
+        }
+        for a, p in zip(y_true, y_pred, strict=True)
+    ]
+
+
+def regression_permutation_importance(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    features: pd.DataFrame,
+    y_true: np.ndarray,
+    repeats: int,
+    seed: int,
+) -> list[dict[str, float | str]]:
+    """Rise in RMSE when one input column is shuffled (as `permutation_importance`)."""
+    rng = np.random.default_rng(seed)
+    baseline = compute_regression_metrics(y_true, predict(features))["rmse"]
+    rows = []
+    for column in features.columns:
+        rises = []
+        original = features[column]
+        shuffled = features.copy()
+        for _ in range(repeats):
+            shuffled[column] = rng.permutation(original.to_numpy())
+            rises.append(compute_regression_metrics(y_true, predict(shuffled))["rmse"] - baseline)
+        rows.append(
+            {
+                "feature": column,
+                "importance": round(float(np.mean(rises)), 6),
+                "std": round(float(np.std(rises)), 6),
+            }
+        )
+    rows.sort(key=lambda r: (-float(r["importance"]), str(r["feature"])))
+    return rows
+
+
+def evaluate_regression(
+    onnx_model: bytes,
+    test: pd.DataFrame,
+    schema: dict[str, Any],
+    importance_repeats: int,
+    seed: int,
+    importance_max_rows: int | None = None,
+) -> dict[str, Any]:
+    """`evaluate_model` for a regression model: values from the ONNX model."""
+    from mlops_template.features import feature_frame, target_labels
+    from mlops_template.train import onnx_predict_values, onnx_session, onnx_task
+
+    session = onnx_session(onnx_model)
+    if onnx_task(session) != "regression":
+        raise ValueError(
+            f"the ONNX model's task is {onnx_task(session)!r}; the schema's is regression"
+        )
+    features = feature_frame(test, schema)
+    y_true = target_labels(test, schema)
+    predicted = onnx_predict_values(session, features, schema)
+    rows = importance_rows(len(features), importance_max_rows or len(features), seed)
+    return {
+        "task": "regression",
+        "metrics": compute_regression_metrics(y_true, predicted),
+        "notes": [note] if (note := mape_note(y_true)) else [],
+        "residuals": residual_points(y_true, predicted),
+        "importance": regression_permutation_importance(
+            lambda f: onnx_predict_values(session, f, schema),
+            features.iloc[rows].reset_index(drop=True),
+            y_true[rows],
+            importance_repeats,
+            seed,
+        ),
+        "test_rows": len(test),
+        "importance_rows": len(rows),
+        "predictions": predicted,
         "y_true": y_true,
     }

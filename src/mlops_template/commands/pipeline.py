@@ -206,7 +206,7 @@ def evaluate() -> None:
     """
     import pandas as pd
 
-    from mlops_template.evaluate import evaluate_model
+    from mlops_template.evaluate import evaluate_model, evaluate_regression
 
     p = params()
     remove(paths.METRICS, paths.PLOTS_DIR, paths.IMPORTANCE)
@@ -214,6 +214,23 @@ def evaluate() -> None:
         schema = read_json(paths.SCHEMA)
         onnx_model = paths.MODEL_ONNX.read_bytes()
         test = pd.read_parquet(paths.TEST_DATA)
+    if schema.get("task") == "regression":
+        with user_errors():
+            result = evaluate_regression(
+                onnx_model,
+                test,
+                schema,
+                p.evaluate.importance_repeats,
+                p.evaluate.seed,
+                p.evaluate.importance_max_rows,
+            )
+        log_with_dvclive(result)
+        write_json(paths.IMPORTANCE, result["importance"])
+        for note in result["notes"]:
+            logger.info("evaluate: %s", note)
+        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
+        logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
+        return
     result = evaluate_model(
         None,
         onnx_model,
@@ -245,8 +262,11 @@ def baseline() -> None:
     started = time.perf_counter()
     result = baseline_metrics(train_frame, test, schema, p.train.seed)
     write_json(paths.BASELINE, result)
+    shown = (
+        ("rmse", "r2") if schema.get("task") == "regression" else ("roc_auc", "balanced_accuracy")
+    )
     summary = "; ".join(
-        f"{name}: roc_auc={m['roc_auc']}, balanced_accuracy={m['balanced_accuracy']}"
+        f"{name}: " + ", ".join(f"{k}={m.get(k)}" for k in shown)
         for name, m in result["models"].items()
     )
     logger.info(
@@ -258,16 +278,27 @@ def log_with_dvclive(result: dict) -> None:
     from dvclive import Live
 
     # DVC (dvc.yaml) declares metrics and plots itself; dvclive only writes the files.
+    # Both tasks write every plot file dvc.yaml declares: the other task's are empty.
+    regression = result.get("task") == "regression"
+    empty: list[dict] = []
     with Live(dir=str(paths.EVAL_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for name, value in result["metrics"].items():
             live.log_metric(name, value, plot=False)
-        for label, values in result["per_class"].items():
+        for label, values in result.get("per_class", {}).items():
             for name, value in values.items():
                 live.log_metric(f"per_class/{label}/{name}", value, plot=False)
         live.log_metric("test_rows", result["test_rows"], plot=False)
         live.log_plot(
+            "predictions",
+            result["residuals"] if regression else empty,
+            x="actual",
+            y="predicted",
+            template="scatter",
+            title="Predicted vs actual (test set)",
+        )
+        live.log_plot(
             "roc",
-            result["roc"],
+            empty if regression else result["roc"],
             x="fpr",
             y="tpr",
             template="simple",
@@ -277,7 +308,7 @@ def log_with_dvclive(result: dict) -> None:
         )
         live.log_plot(
             "precision_recall",
-            result["precision_recall"],
+            empty if regression else result["precision_recall"],
             x="recall",
             y="precision",
             template="simple",
@@ -287,7 +318,7 @@ def log_with_dvclive(result: dict) -> None:
         )
         live.log_plot(
             "confusion_matrix",
-            result["confusion"],
+            empty if regression else result["confusion"],
             x="actual",
             y="predicted",
             template="confusion",
@@ -299,7 +330,9 @@ def log_with_dvclive(result: dict) -> None:
             x="importance",
             y="feature",
             template="bar_horizontal_sorted",
-            title="Permutation importance (ROC AUC drop)",
+            title="Permutation importance (RMSE rise)"
+            if regression
+            else "Permutation importance (ROC AUC drop)",
         )
 
 
