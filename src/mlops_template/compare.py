@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import CompareParams, GateParams, flatten
-from mlops_template.evaluate import HIGHER_IS_BETTER, compute_metrics, confusion
+from mlops_template.evaluate import (
+    HIGHER_IS_BETTER,
+    REGRESSION_METRICS,
+    compute_metrics,
+    compute_regression_metrics,
+    confusion,
+)
 from mlops_template.features import categorical_features, feature_names, target_labels
 from mlops_template.files import json_number
 
@@ -184,6 +190,9 @@ class Comparison:
     # None with the reason in baseline_note (not computed, or on other rows).
     baselines: dict[str, dict[str, float | None]] | None = None
     baseline_note: str = ""
+    # "regression": classes and confusion matrices are empty, proba_pr / proba_base hold
+    # the predicted values (one per test row)
+    task: str = "classification"
 
     def metric(self, name: str) -> MetricComparison | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -223,6 +232,11 @@ def score_model(
     from mlops_template.features import feature_frame
     from mlops_template.train import onnx_predict, onnx_session
 
+    if schema.get("task") == "regression":
+        raise IncomparableError(
+            "the base model is a regression model, the PR's a classifier: no like-for-like "
+            "comparison"
+        )
     model_classes = [str(c) for c in schema["classes"]]
     if sorted(model_classes) != sorted(classes):
         raise IncomparableError(
@@ -238,6 +252,26 @@ def score_model(
         )
     order = [model_classes.index(c) for c in classes]
     return proba[:, order], absent
+
+
+def score_regressor(
+    onnx_model: bytes, schema: dict[str, Any], test: pd.DataFrame
+) -> tuple[np.ndarray, list[str]]:
+    """Predicted values of a regression ONNX model on TEST, and the features fed as
+    missing. Raises IncomparableError when the model is a classifier."""
+    from mlops_template.features import feature_frame
+    from mlops_template.train import onnx_predict_values, onnx_session
+
+    if schema.get("task") != "regression":
+        raise IncomparableError(
+            f"the base model is a classifier (task {schema.get('task')!r}), the PR's a "
+            "regression model: no like-for-like comparison"
+        )
+    frame, absent = base_input_frame(test, schema)
+    values = onnx_predict_values(onnx_session(onnx_model), feature_frame(frame, schema), schema)
+    if values.shape != (len(test),):
+        raise IncomparableError(f"the model returned {values.shape} values for {len(test)} rows")
+    return values, absent
 
 
 # ---------------------------------------------------------------- fast bootstrap
@@ -361,6 +395,115 @@ def bootstrap_metrics(
     return [{m: np.concatenate([p[m] for p in part]) for m in metrics} for part in parts]
 
 
+def bootstrap_regression_metrics(
+    y_true: np.ndarray,
+    predictions: Sequence[np.ndarray],
+    metrics: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> list[dict[str, np.ndarray]]:
+    """`bootstrap_metrics` for predicted values: every model on the same resamples, each
+    metric a weighted form of compute_regression_metrics (mape NaN when a true value is
+    0, r2 NaN when a resample's target is constant)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    centre = float(y.mean()) if len(y) else 0.0
+    centred = y - centre
+    has_zero = bool((y == 0).any())
+    errors = [np.asarray(p, dtype=np.float64) - y for p in predictions]
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in errors]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for counts in resample_counts(len(y), resamples, seed):
+            total = counts.sum(axis=1)
+            # sum of squares about each resample's own mean, shifted for stability
+            shift = (counts @ centred) / total
+            sst = counts @ centred**2 - total * shift**2
+            for error, part in zip(errors, parts, strict=True):
+                sse = counts @ error**2
+                out: dict[str, np.ndarray] = {}
+                if "rmse" in metrics:
+                    out["rmse"] = np.sqrt(sse / total)
+                if "mae" in metrics:
+                    out["mae"] = (counts @ np.abs(error)) / total
+                if "r2" in metrics:
+                    defined = sst > 1e-12 * max(1.0, float(np.max(np.abs(sst))))
+                    out["r2"] = np.where(defined, 1.0 - sse / np.where(defined, sst, 1.0), np.nan)
+                if "mape" in metrics:
+                    if has_zero:
+                        out["mape"] = np.full(len(total), np.nan)
+                    else:
+                        out["mape"] = (counts @ (np.abs(error) / np.abs(y))) / total
+                part.append(out)
+    return [{m: np.concatenate([p[m] for p in part]) for m in metrics} for part in parts]
+
+
+def compare_regression_metrics(
+    y_true: np.ndarray,
+    pred_pr: np.ndarray,
+    pred_base: np.ndarray | None,
+    metrics: Sequence[str],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> list[MetricComparison]:
+    """`compare_metrics` for regression models: point values from
+    compute_regression_metrics (mape: NaN when a true value is 0) and the paired
+    bootstrap interval of PR - base on the same test rows."""
+    pr_point = compute_regression_metrics(y_true, pred_pr)
+    if pred_base is None:
+        return [
+            MetricComparison(m, pr_point.get(m, math.nan), None, None, None, None, "no base")
+            for m in metrics
+        ]
+    base_point = compute_regression_metrics(y_true, pred_base)
+    pr_boot, base_boot = bootstrap_regression_metrics(
+        y_true, [pred_pr, pred_base], metrics, resamples, seed
+    )
+    return _with_intervals(
+        metrics,
+        {m: pr_point.get(m, math.nan) for m in metrics},
+        {m: base_point.get(m, math.nan) for m in metrics},
+        pr_boot,
+        base_boot,
+        resamples,
+        confidence,
+    )
+
+
+def _with_intervals(
+    metrics: Sequence[str],
+    pr_point: dict[str, float],
+    base_point: dict[str, float],
+    pr_boot: dict[str, np.ndarray],
+    base_boot: dict[str, np.ndarray],
+    resamples: int,
+    confidence: float,
+) -> list[MetricComparison]:
+    alpha = 1.0 - confidence
+    out = []
+    for m in metrics:
+        deltas = pr_boot[m] - base_boot[m]
+        valid = deltas[np.isfinite(deltas)]
+        low = high = None
+        if len(valid) >= MIN_VALID_RESAMPLE_FRACTION * resamples:
+            low, high = (float(v) for v in np.quantile(valid, [alpha / 2, 1 - alpha / 2]))
+        delta = pr_point[m] - base_point[m]
+        if not math.isfinite(delta):
+            low = high = None
+        out.append(
+            MetricComparison(
+                m,
+                pr_point[m],
+                base_point[m],
+                delta,
+                low,
+                high,
+                _verdict(m, low, high),
+                len(valid),
+            )
+        )
+    return out
+
+
 def _verdict(name: str, low: float | None, high: float | None) -> Verdict:
     if low is None or high is None:
         return "undetermined"
@@ -393,30 +536,7 @@ def compare_metrics(
     pr_boot, base_boot = bootstrap_metrics(
         y_true, classes, [proba_pr, proba_base], metrics, resamples, seed
     )
-    alpha = 1.0 - confidence
-    out = []
-    for m in metrics:
-        deltas = pr_boot[m] - base_boot[m]
-        valid = deltas[np.isfinite(deltas)]
-        low = high = None
-        if len(valid) >= MIN_VALID_RESAMPLE_FRACTION * resamples:
-            low, high = (float(v) for v in np.quantile(valid, [alpha / 2, 1 - alpha / 2]))
-        delta = pr_point[m] - base_point[m]
-        if not math.isfinite(delta):
-            low = high = None
-        out.append(
-            MetricComparison(
-                m,
-                pr_point[m],
-                base_point[m],
-                delta,
-                low,
-                high,
-                _verdict(m, low, high),
-                len(valid),
-            )
-        )
-    return out
+    return _with_intervals(metrics, pr_point, base_point, pr_boot, base_boot, resamples, confidence)
 
 
 # ---------------------------------------------------------------- data, params, validation
@@ -530,13 +650,26 @@ def validation_summary(report: dict[str, Any] | None) -> ValidationSummary:
 # ---------------------------------------------------------------- the comparison
 
 
-def metrics_to_compare(settings: CompareParams, gate: GateParams | None = None) -> list[str]:
-    """compare.metrics, then any metric the gate judges that is not already listed."""
+def metric_task(metric: str) -> str:
+    """The task a metric belongs to: "regression" (rmse, mae, r2, mape) or "classification"."""
+    return "regression" if metric in REGRESSION_METRICS else "classification"
+
+
+def metrics_to_compare(
+    settings: CompareParams, gate: GateParams | None = None, task: str = "classification"
+) -> list[str]:
+    """compare.metrics, then any metric the gate judges that is not already listed; only
+    the metrics of TASK ("regression": all four when compare.metrics lists none)."""
     names = list(settings.metrics)
     if gate is not None:
         judged = [m for margins in gate.baseline.values() for m in margins]
         names += [m for m in (*gate.min, *judged, *gate.max_regression) if m not in names]
-    return list(dict.fromkeys(names))
+    if task == "regression":
+        listed = [m for m in names if metric_task(m) == "regression"]
+        if not any(metric_task(m) == "regression" for m in settings.metrics):
+            listed = [*REGRESSION_METRICS, *listed]
+        return list(dict.fromkeys(listed))
+    return list(dict.fromkeys(m for m in names if metric_task(m) == "classification"))
 
 
 def baselines_on(
@@ -564,6 +697,8 @@ def compare(
     base_missing_reason: str = "",
 ) -> Comparison:
     """Score both models on TEST (the candidate's test set) and describe every difference."""
+    if candidate.schema.get("task") == "regression":
+        return compare_regression(candidate, base, test, settings, gate, base_missing_reason)
     classes = [str(c) for c in candidate.schema["classes"]]
     y_true = target_labels(test, candidate.schema)
     proba_pr, _ = score_model(candidate.onnx, candidate.schema, test, classes)
@@ -610,6 +745,63 @@ def compare(
         bootstrap_seconds=seconds,
         baselines=baselines,
         baseline_note=baseline_note,
+    )
+
+
+def compare_regression(
+    candidate: ModelArtifacts,
+    base: ModelArtifacts | None,
+    test: pd.DataFrame,
+    settings: CompareParams,
+    gate: GateParams | None = None,
+    base_missing_reason: str = "",
+) -> Comparison:
+    """`compare` for a regression candidate: predicted values of both models on TEST."""
+    y_true = target_labels(test, candidate.schema)
+    pred_pr, _ = score_regressor(candidate.onnx, candidate.schema, test)
+    pred_base, fed_missing, note = None, [], base_missing_reason
+    if base is not None:
+        try:
+            pred_base, fed_missing = score_regressor(base.onnx, base.schema, test)
+        except (IncomparableError, KeyError) as exc:
+            note = str(exc)
+    started = time.perf_counter()
+    metrics = compare_regression_metrics(
+        y_true,
+        pred_pr,
+        pred_base,
+        metrics_to_compare(settings, gate, "regression"),
+        settings.bootstrap_resamples,
+        settings.confidence,
+        settings.seed,
+    )
+    seconds = time.perf_counter() - started
+    base_test_rows = (base.metrics or {}).get("test_rows") if base is not None else None
+    baselines, baseline_note = baselines_on(candidate.baseline, test)
+    return Comparison(
+        classes=[],
+        y_true=y_true,
+        proba_pr=pred_pr,
+        proba_base=pred_base,
+        metrics=metrics,
+        base_available=pred_base is not None,
+        base_note=note,
+        fed_missing=fed_missing,
+        data=data_diff(
+            base.schema if base is not None else None, candidate.schema, len(test), base_test_rows
+        ),
+        params=params_diff(base.params if base is not None else {}, candidate.params),
+        validation_pr=validation_summary(candidate.validation),
+        validation_base=validation_summary(base.validation) if base is not None else None,
+        confusion_pr=[],
+        confusion_base=None,
+        resamples=settings.bootstrap_resamples,
+        confidence=settings.confidence,
+        seed=settings.seed,
+        bootstrap_seconds=seconds,
+        baselines=baselines,
+        baseline_note=baseline_note,
+        task="regression",
     )
 
 
@@ -668,8 +860,10 @@ def _min_rule(metric: str, bound: float, found: MetricComparison | None) -> Rule
 
 BASELINE_NAMES = {
     "majority": "the majority-class baseline",
+    "mean": "the mean-value baseline",
     "linear": "the logistic-regression baseline",
 }
+REGRESSION_BASELINE_NAMES = BASELINE_NAMES | {"linear": "the ridge-regression baseline"}
 
 
 def _baseline_rule(
@@ -682,7 +876,8 @@ def _baseline_rule(
 ) -> RuleResult:
     """The candidate beats BASELINE on METRIC by at least MARGIN (same test rows)."""
     rule = f"gate.baseline.{baseline}.{metric}"
-    what = BASELINE_NAMES.get(baseline, baseline)
+    names = REGRESSION_BASELINE_NAMES if metric_task(metric) == "regression" else BASELINE_NAMES
+    what = names.get(baseline, baseline)
     if found is None:
         return RuleResult(rule, False, f"{rule}: {metric} was not computed; refused")
     if baselines is None:
@@ -763,21 +958,49 @@ def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
       Without a base model (first model, or not comparable) only the baseline and
       minimum rules apply.
     """
+    task = comparison.task
+
+    def applies(metric: str) -> bool:
+        return metric_task(metric) == task
+
     rules = [
         _baseline_rule(
             name, m, margin, comparison.metric(m), comparison.baselines, comparison.baseline_note
         )
         for name, margins in gate.baseline.items()
         for m, margin in margins.items()
+        if applies(m)
     ]
-    rules += [_min_rule(m, bound, comparison.metric(m)) for m, bound in gate.min.items()]
+    rules += [
+        _min_rule(m, bound, comparison.metric(m)) for m, bound in gate.min.items() if applies(m)
+    ]
     notes = []
+    # rules on the other task's metrics (params.yaml can hold both): listed, not judged
+    other = [f"gate.baseline.{n}.{m}" for n, ms in gate.baseline.items() for m in ms]
+    other += [f"gate.min.{m}" for m in gate.min] + [
+        f"gate.max_regression.{m}" for m in gate.max_regression
+    ]
+    other = [key for key in other if not applies(key.rsplit(".", 1)[1])]
+    if other:
+        notes.append(
+            f"not judged for a {task} model (metrics of the other task): {', '.join(other)}"
+        )
+    if not rules and other:
+        rules.append(
+            RuleResult(
+                "gate",
+                False,
+                f"gate: no rule judges a {task} model's metrics (gate.baseline, gate.min); "
+                "refused: add rules for them",
+            )
+        )
+    max_regression = {m: v for m, v in gate.max_regression.items() if applies(m)}
     if comparison.base_available:
         rules += [
             _regression_rule(m, allowed, comparison.metric(m), comparison.confidence)
-            for m, allowed in gate.max_regression.items()
+            for m, allowed in max_regression.items()
         ]
-    elif gate.max_regression:
+    elif max_regression:
         why = comparison.base_note or "no base model"
         notes.append(
             f"{why}; regression rules skipped, only the minimums apply (gate.baseline, gate.min)"

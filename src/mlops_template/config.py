@@ -26,9 +26,15 @@ from pydantic import (
 from mlops_template import paths
 
 ModelName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
-MetricName = Literal["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"]
-# Reference models of the `baseline` stage (eval/baseline.json) the gate can be relative to.
-BaselineName = Literal["majority", "linear"]
+MetricName = Literal[
+    "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss",
+    "rmse", "mae", "r2", "mape",  # regression (lower is better, except r2)
+]  # fmt: skip
+# Metrics bounded to [0, 1] (floors and baseline margins are checked against that).
+UNIT_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+# Reference models of the `baseline` stage (eval/baseline.json) the gate can be relative
+# to: majority (classification), mean (regression), linear (either task).
+BaselineName = Literal["majority", "mean", "linear"]
 BUILTIN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes")
 BUILTIN_PREFIX = "sklearn:"
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -381,11 +387,15 @@ def _check_cross_section(params: Params) -> None:
             key = f"gate.baseline.{baseline}.{metric}"
             if not math.isfinite(value):
                 problems.append(f"{key}: {value!r} must be a finite number")
-            elif metric != "log_loss" and not -1 <= value <= 1:
+            elif metric in (*UNIT_METRICS, "r2") and not -1 <= value <= 1:
                 problems.append(f"{key}: {value!r} must be between -1 and 1")
     for metric, value in params.gate.min.items():
-        if metric != "log_loss" and not 0 <= value <= 1:
+        if metric in UNIT_METRICS and not 0 <= value <= 1:
             problems.append(f"gate.min.{metric}: {value!r} must be between 0 and 1")
+        elif metric == "r2" and value > 1:
+            problems.append(f"gate.min.{metric}: {value!r} must be at most 1")
+        elif metric in ("rmse", "mae", "mape") and value < 0:
+            problems.append(f"gate.min.{metric}: {value!r} must be at least 0 (a ceiling)")
     if problems:
         raise ParamsError(problems)
 

@@ -101,7 +101,7 @@ def test_unknown_baseline_is_named(shipped: dict[str, Any]) -> None:
     with pytest.raises(ParamsError) as raised:
         parse_params(with_value(shipped, "gate.baseline.random.roc_auc", 0.05))
     assert raised.value.problems == [
-        "gate.baseline.random: 'random' must be one of 'majority' or 'linear'"
+        "gate.baseline.random: 'random' must be one of 'majority', 'mean' or 'linear'"
     ]
 
 
