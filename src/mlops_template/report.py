@@ -38,6 +38,8 @@ MAX_NOTE_CHARS = 2_000
 ROC_IMAGE = "roc.png"
 PR_CURVE_IMAGE = "precision_recall.png"
 CONFUSION_IMAGE = "confusion_matrix.png"
+PREDICTED_IMAGE = "predicted_vs_actual.png"
+RESIDUALS_IMAGE = "residuals.png"
 
 VERDICT_MARK = {
     "better": "🟢 better",
@@ -330,6 +332,8 @@ def _matrix_table(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> li
 
 
 def confusion_section(comparison: Comparison) -> list[str]:
+    if comparison.task == "regression":
+        return []  # no classes: the predicted-vs-actual and residual plots show the errors
     classes = comparison.classes
     lines = ["### Confusion matrices (PR's test set)", ""]
     if len(classes) <= MAX_MATRIX_CLASSES:
@@ -406,12 +410,15 @@ def validation_section(comparison: Comparison) -> list[str]:
 def images_section(comparison: Comparison, images: Mapping[str, str]) -> list[str]:
     if not images:
         return []
-    lines = ["### Curves", ""]
-    many = len(curve_classes(comparison.classes)) > MAX_CURVE_PANELS
+    regression = comparison.task == "regression"
+    lines = ["### Plots" if regression else "### Curves", ""]
+    many = not regression and len(curve_classes(comparison.classes)) > MAX_CURVE_PANELS
     captions = {
         "roc": "ROC curves, base dashed, PR solid",
         "precision_recall": "Precision-recall curves, base dashed, PR solid",
         "confusion_matrix": "Confusion matrices, base and PR",
+        "predicted_vs_actual": "Predicted vs actual on the test rows, base and PR",
+        "residuals": "Residuals (predicted - actual) vs predicted, base and PR",
     }
     for kind, name in images.items():
         lines.append(f"![{captions.get(kind, kind)}]({name})")
@@ -579,7 +586,13 @@ def _confusion_figure(comparison: Comparison) -> bytes:
 
 def figures(comparison: Comparison) -> dict[str, tuple[str, bytes]]:
     """PNG images for the report: kind -> (file name, bytes). Matplotlib's Agg renderer,
-    no pyplot global state. Confusion images only while the matrices stay legible."""
+    no pyplot global state. Confusion images only while the matrices stay legible.
+    Regression: predicted vs actual and residuals, base and PR side by side."""
+    if comparison.task == "regression":
+        return {
+            "predicted_vs_actual": (PREDICTED_IMAGE, _regression_figure(comparison, "predicted")),
+            "residuals": (RESIDUALS_IMAGE, _regression_figure(comparison, "residuals")),
+        }
     out = {
         "roc": (ROC_IMAGE, _curve_figure(comparison, "roc")),
         "precision_recall": (PR_CURVE_IMAGE, _curve_figure(comparison, "precision_recall")),
@@ -587,3 +600,33 @@ def figures(comparison: Comparison) -> dict[str, tuple[str, bytes]]:
     if len(comparison.classes) <= MAX_MATRIX_CLASSES:
         out["confusion_matrix"] = (CONFUSION_IMAGE, _confusion_figure(comparison))
     return out
+
+
+def _regression_figure(comparison: Comparison, kind: str) -> bytes:
+    """Scatter of each side's predictions on the test rows: against the actual values
+    (with the y = x line) or their residuals against the predictions (with y = 0)."""
+    from matplotlib.figure import Figure
+
+    sides = [("PR", comparison.proba_pr)]
+    if comparison.proba_base is not None:
+        sides.insert(0, ("base", comparison.proba_base))
+    figure = Figure(figsize=(4.5 * len(sides), 4.2))
+    axes = figure.subplots(1, len(sides), squeeze=False)[0]
+    actual = np.asarray(comparison.y_true, dtype=np.float64)
+    for ax, (title, values) in zip(axes, sides, strict=True):
+        predicted = np.asarray(values, dtype=np.float64)
+        if kind == "predicted":
+            ax.scatter(actual, predicted, s=8, alpha=0.6)
+            low = float(min(actual.min(), predicted.min())) if len(actual) else 0.0
+            high = float(max(actual.max(), predicted.max())) if len(actual) else 1.0
+            ax.plot([low, high], [low, high], color="tab:gray", linestyle="--", linewidth=1)
+            ax.set_xlabel("actual")
+            ax.set_ylabel("predicted")
+        else:
+            ax.scatter(predicted, predicted - actual, s=8, alpha=0.6)
+            ax.axhline(0.0, color="tab:gray", linestyle="--", linewidth=1)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("residual (predicted - actual)")
+        ax.set_title(title)
+    figure.tight_layout()
+    return _png(figure)

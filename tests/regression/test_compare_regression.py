@@ -255,3 +255,29 @@ def test_first_regression_model_and_a_classifier_base(models: dict) -> None:
     other = c.ModelArtifacts(onnx=classifier, schema=cls_schema)
     mixed = c.compare(side(models, "good"), other, models["test"], SETTINGS, PROJECT_GATE)
     assert not mixed.base_available and "the base model is a classifier" in mixed.base_note
+
+
+# ------------------------------------------------------------- the PR report
+
+
+def test_report_for_a_degraded_regression_model(models: dict) -> None:
+    from mlops_template.report import ReportContext, figures, render_report
+
+    comparison = c.compare(
+        side(models, "weak"), side(models, "good"), models["test"], SETTINGS, PROJECT_GATE
+    )
+    decision = c.decide_gate(comparison, PROJECT_GATE)
+    images = figures(comparison)
+    assert set(images) == {"predicted_vs_actual", "residuals"}
+    assert all(png.startswith(b"\x89PNG") for _, png in images.values())
+    text = render_report(
+        comparison,
+        decision,
+        ReportContext(base_ref="main", images={k: n for k, (n, _) in images.items()}),
+    )
+    first = text.splitlines()[0]
+    assert first.startswith("❌ **Model check failed** (gate enforced)")
+    assert "`gate.max_regression.r2`" in first and "rmse" in first and "worse" in first
+    assert "| rmse ↓ |" in text and "| r2 ↑ |" in text and "| mape ↓ |" in text
+    assert "Confusion" not in text and "### Plots" in text
+    assert "![Predicted vs actual on the test rows, base and PR](predicted_vs_actual.png)" in text
