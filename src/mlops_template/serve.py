@@ -69,7 +69,9 @@ commit, model sha256, metrics, training info, data schema, request limits.
 `POST /predict/columns`: the same rows as columns `{"feature": [v1, v2, ...], ...}`,
 cheaper to validate for big batches. Both answer `model_version`, `request_id`,
 `classes`, `predictions` (one class per row), `probabilities` (per row, one per class, in
-the order of `classes`) and `unknown_categories`.
+the order of `classes`) and `unknown_categories`. A regression model (schema task
+`regression`) answers `predictions` as one number per row, without `classes` and
+`probabilities`.
 
 **Request contract** (generated from `data/schema.json`):
 - every feature is required, and a field that is not a feature is refused;
@@ -133,7 +135,12 @@ class Contract:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(str(c) for c in self.schema["classes"])
+        return tuple(str(c) for c in self.schema.get("classes", ()))
+
+    @property
+    def regression(self) -> bool:
+        """A regression model: /predict answers one value per row, no classes."""
+        return self.schema.get("task") == "regression"
 
     def records_json_schema(self) -> dict[str, Any]:
         # Inline (no "$defs"/"$ref"): the schema is embedded in the OpenAPI document,
@@ -386,6 +393,11 @@ class LoadedModel:
         proba /= proba.sum(axis=1, keepdims=True)
         return np.asarray(labels).astype(str), proba
 
+    def predict_values(self, feeds: list[np.ndarray]) -> np.ndarray:
+        """A regression model's predicted values, one float64 per row."""
+        (values,) = self.session.run(None, dict(zip(self.input_names, feeds, strict=True)))
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+
 
 def git_commit(root: Path) -> str:
     """GIT_COMMIT from the environment (the image), else the checkout's HEAD."""
@@ -501,6 +513,21 @@ def _warm_up(model: LoadedModel, contract: Contract) -> None:
             columns[spec["name"]] = [spec.get("mean") or 0.0, None]
         else:
             columns[spec["name"]] = [next(iter(spec.get("levels") or []), None), None]
+    if contract.regression:
+        outputs = len(model.session.get_outputs())
+        if outputs != 1:
+            raise ModelError(
+                f"the model has {outputs} outputs but the schema's task is regression (one "
+                "value per row): model and schema come from different runs"
+            )
+        values = model.predict_values(model_inputs(contract, Batch(columns, 2)))
+        if values.shape != (2,) or not np.isfinite(values[1]):
+            raise ModelError(
+                "the model gives no finite value for a row of nulls: it does not impute "
+                "missing values, which the request contract accepts in every feature (rebuild "
+                "it with this template's pipeline, `make run`)"
+            )
+        return
     _, proba = model.predict(model_inputs(contract, Batch(columns, 2)))
     if proba.shape != (2, len(contract.classes)):
         raise ModelError(
@@ -682,6 +709,8 @@ class Service:
     def _answer(self, model: LoadedModel, batch: Batch, request_id: str, body: bytes) -> Answer:
         contract = self.contract
         unknown = unknown_categories(contract, batch) if contract.categorical else []
+        if contract.regression:
+            return self._answer_values(model, batch, request_id, unknown)
         labels, proba = model.predict(model_inputs(contract, batch))
         if not np.isfinite(proba.sum()):  # one scalar check; rows only when it fails
             bad_rows = np.flatnonzero(~np.isfinite(proba).all(axis=1))
@@ -726,6 +755,34 @@ class Service:
             except Exception:
                 logger.warning("prediction log: record failed", exc_info=True)
         return Answer(200, response, ((REQUEST_ID_HEADER, request_id),))
+
+    def _answer_values(
+        self, model: LoadedModel, batch: Batch, request_id: str, unknown: list[dict[str, Any]]
+    ) -> Answer:
+        """A regression model's answer: one predicted value per row."""
+        values = model.predict_values(model_inputs(self.contract, batch))
+        if not np.isfinite(values).all():
+            error = RequestError(
+                422,
+                [
+                    {
+                        "loc": ["body", int(row)],
+                        "msg": "the model returns no finite value for this row (extreme values?)",
+                        "type": "unscorable_row",
+                    }
+                    for row in np.flatnonzero(~np.isfinite(values))
+                ],
+            )
+            return Answer(error.status, error.body())
+        payload = {
+            "model_version": self.version,
+            "request_id": request_id,
+            "predictions": values.tolist(),
+            "unknown_categories": unknown,
+        }
+        # The prediction log (issue 5) stores class probabilities: regression predictions
+        # are not logged yet (app_from_env warns at start-up).
+        return Answer(200, strict_json(payload), ((REQUEST_ID_HEADER, request_id),))
 
 
 def internal_error(request_id: str | None = None) -> Answer:
@@ -988,5 +1045,11 @@ def app_from_env() -> App:
     # default logs/predictions.sqlite under the project; "off" disables it).
     environ = dict(os.environ)
     environ.setdefault(predlog.ENV_VAR, str(settings.root / paths.PREDICTION_LOG))
+    if schema.get("task") == "regression":
+        logger.warning(
+            "regression model: predictions are not written to the prediction log (it stores "
+            "class probabilities); the drift monitor sees no served predictions"
+        )
+        return create_app(settings, schema, prediction_log=None)
     prediction_log = predlog.from_env(environ, classes=schema["classes"])
     return create_app(settings, schema, prediction_log=prediction_log)
