@@ -30,6 +30,7 @@ HIGHER_IS_BETTER = {
     "mape": False,
 }
 REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
+CLASSIFICATION_METRICS = tuple(m for m in HIGHER_IS_BETTER if m not in REGRESSION_METRICS)
 CURVE_POINTS = 101  # curves are resampled to a fixed grid: small, diffable plot files
 _EPS = float(np.finfo(np.float64).eps)
 LOG_LOSS_FLOOR = 1e-15

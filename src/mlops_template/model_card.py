@@ -41,13 +41,24 @@ def metric_intervals(
     resamples: int,
     confidence: float,
     seed: int,
+    task: str = "classification",
 ) -> dict[str, Interval]:
-    """Each metric with its percentile bootstrap interval (the comparison's resamples)."""
-    from mlops_template.compare import MIN_VALID_RESAMPLE_FRACTION, bootstrap_metrics
-    from mlops_template.evaluate import compute_metrics
+    """Each metric with its percentile bootstrap interval (the comparison's resamples).
+    Regression (`task`): PROBA holds the predicted values; mape is NaN when undefined."""
+    from mlops_template.compare import (
+        MIN_VALID_RESAMPLE_FRACTION,
+        bootstrap_metrics,
+        bootstrap_regression_metrics,
+    )
+    from mlops_template.evaluate import compute_metrics, compute_regression_metrics
 
-    point = compute_metrics(y_true, proba, classes)
-    (boot,) = bootstrap_metrics(y_true, classes, [proba], metrics, resamples, seed)
+    if task == "regression":
+        values = compute_regression_metrics(y_true, proba)
+        point = {m: values.get(m, math.nan) for m in metrics}
+        (boot,) = bootstrap_regression_metrics(y_true, [proba], metrics, resamples, seed)
+    else:
+        point = compute_metrics(y_true, proba, classes)
+        (boot,) = bootstrap_metrics(y_true, classes, [proba], metrics, resamples, seed)
     alpha = 1.0 - confidence
     out = {}
     for name in metrics:
@@ -120,8 +131,13 @@ def _data_section(ctx: CardContext) -> list[str]:
         "",
         f"- Source: `{source}` (`data.source`), {schema.get('rows', 'n/a')} rows after "
         f"validation; dataset sha256 `{schema.get('dataset_hash', 'n/a')}`.",
-        f"- Task: {schema.get('task', 'classification')} classification of "
-        f"`{schema.get('target')}`; {len(features)} features ({len(numeric)} numeric, "
+        (
+            f"- Task: regression of `{schema.get('target')}` (a number per row)"
+            if schema.get("task") == "regression"
+            else f"- Task: {schema.get('task', 'classification')} classification of "
+            f"`{schema.get('target')}`"
+        )
+        + f"; {len(features)} features ({len(numeric)} numeric, "
         f"{len(categorical)} categorical).",
         f"- Training rows: {ctx.train_info.get('train_rows', 'n/a')}; test rows: "
         f"{ctx.test_rows} (`split.test_size`: "
@@ -288,14 +304,32 @@ def _use_section(ctx: CardContext) -> list[str]:
     classes = ", ".join(f"`{c}`" for c in schema.get("classes", []))
     source = str((ctx.params.get("data") or {}).get("source", ""))
     tolerance = (ctx.train_info.get("parity") or {}).get("tolerance")
+    if schema.get("task") == "regression":
+        stats = schema.get("target_stats") or {}
+        what = (
+            f"predicts `{schema.get('target')}` (training range {stats.get('min')} to "
+            f"{stats.get('max')}) for tabular records with the "
+            f"{len(schema.get('features', []))} features above"
+        )
+        caution = (
+            "Predictions outside the training range are extrapolations; judge errors in "
+            "the target's units (rmse, mae above)."
+        )
+    else:
+        what = (
+            f"scores tabular records with the {len(schema.get('features', []))} features "
+            f"above into {classes}"
+        )
+        caution = (
+            "Decisions built on its probabilities should use a threshold chosen for their "
+            "own costs of errors."
+        )
     lines = [
         "## Intended use",
         "",
-        f"Scores tabular records with the {len(schema.get('features', []))} features above "
-        f"into {classes}, through the serving API (`POST /predict`) or the ONNX file, for "
-        "records drawn from the same population and collection process as the training "
-        "data. Decisions built on its probabilities should use a threshold chosen for "
-        "their own costs of errors.",
+        f"{what[0].upper()}{what[1:]}, through the serving API (`POST /predict`) or the ONNX "
+        "file, for records drawn from the same population and collection process as the "
+        f"training data. {caution}",
         "",
         "## Limits",
         "",

@@ -10,6 +10,7 @@ import pytest
 from sklearn import metrics as skm
 
 from mlops_template.evaluate import (
+    CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
     average_ranks,
     binary_roc_auc,
@@ -62,7 +63,7 @@ def sklearn_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dic
 def test_compute_metrics_equals_sklearn(k: int, ties: bool, seed: int) -> None:
     y, proba, classes = random_case(300, k, seed, ties)
     ours, theirs = compute_metrics(y, proba, classes), sklearn_metrics(y, proba, classes)
-    assert set(ours) == set(HIGHER_IS_BETTER)
+    assert set(ours) == set(CLASSIFICATION_METRICS)
     for name in ours:
         assert ours[name] == pytest.approx(theirs[name], abs=1e-12), name
 
@@ -191,4 +192,8 @@ def test_higher_is_better_directions() -> None:
         "f1_macro": True,
         "roc_auc": True,
         "log_loss": False,
+        "rmse": False,
+        "mae": False,
+        "r2": True,
+        "mape": False,
     }

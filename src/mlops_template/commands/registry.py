@@ -185,8 +185,8 @@ def _write_card(
     p = params()
     intervals = metric_intervals(
         comparison.y_true, comparison.classes, comparison.proba_pr,
-        metrics_to_compare(p.compare, p.gate),
-        p.compare.bootstrap_resamples, p.compare.confidence, p.compare.seed,
+        metrics_to_compare(p.compare, p.gate, comparison.task),
+        p.compare.bootstrap_resamples, p.compare.confidence, p.compare.seed, comparison.task,
     )  # fmt: skip
     card = render_model_card(
         CardContext(
