@@ -56,6 +56,7 @@ UNSEEN_LABEL = "(unseen)"
 POOLED_LABEL = "(rare levels)"
 PREDICTED_CLASS = "predicted_class"
 PROBABILITY_PREFIX = "probability:"
+PREDICTED_VALUE = "predicted_value"  # a regression model's output
 # A chi-squared cell needs an expected count of about five for the test's approximation.
 MIN_EXPECTED_COUNT = 5.0
 SMOOTHING = 0.5  # counts added to every bin before PSI (no log of zero)
@@ -735,9 +736,17 @@ def prepare_feedback(
         raise DataError(
             f"{name}: {unlabelled} row(s) have no value in the target column {target!r}"
         )
-    classes = [str(c) for c in schema["classes"]]
+    if schema.get("task") == "regression":
+        numbers = pd.to_numeric(labels, errors="coerce")
+        if numbers.isna().any():
+            examples = labels[numbers.isna()].astype(str).unique()[:3].tolist()
+            raise DataError(
+                f"{name}: target column {target!r} has value(s) {examples} that are not "
+                "numbers (the model predicts a number: data.task regression)"
+            )
+    classes = [str(c) for c in schema.get("classes", [])]
     unknown = sorted(set(labels.astype(str)) - set(classes))
-    if unknown:
+    if unknown and schema.get("task") != "regression":
         raise DataError(
             f"{name}: target column {target!r} has value(s) {unknown[:5]} that are not among "
             f"the model's classes {classes}"

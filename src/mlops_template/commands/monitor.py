@@ -284,8 +284,15 @@ def reference_files(ref: str | None, stage: str | None, model_name: str) -> Iter
 def _model_predictions(model: Path, frame: Any, schema: dict[str, Any]) -> Any:
     from mlops_template.features import feature_frame
     from mlops_template.monitor import prediction_frame
-    from mlops_template.train import onnx_predict, onnx_session
+    from mlops_template.train import onnx_predict, onnx_predict_values, onnx_session
 
+    if schema.get("task") == "regression":
+        import pandas as pd
+
+        from mlops_template.monitor import PREDICTED_VALUE
+
+        values = onnx_predict_values(onnx_session(model), feature_frame(frame, schema), schema)
+        return pd.DataFrame({PREDICTED_VALUE: values})
     labels, proba = onnx_predict(onnx_session(model), feature_frame(frame, schema), schema)
     return prediction_frame(labels, proba, schema["classes"])
 
@@ -294,6 +301,11 @@ def _logged_predictions(frame: Any, schema: dict[str, Any]) -> tuple[Any, str | 
     from mlops_template import predlog
     from mlops_template.monitor import prediction_frame
 
+    if schema.get("task") == "regression":
+        return None, (
+            "a regression model's served predictions are not in the prediction log yet: "
+            "prediction drift not checked (a labelled or unlabelled batch file is)"
+        )
     classes = [str(c) for c in schema["classes"]]
     columns = [f"{predlog.PROBABILITY_PREFIX}{c}" for c in classes]
     logged = predlog.logged_classes(frame)
