@@ -122,8 +122,23 @@ def smoke_test(
     status, answer = _request(f"{url}/predict", [example_row(schema)])
     if status != 200 or not isinstance(answer, dict):
         raise SmokeError(f"{url}/predict: expected 200, got HTTP {status}: {answer}")
-    classes = [str(c) for c in schema.get("classes", [])]
     predictions = answer.get("predictions") or []
+    if schema.get("task") == "regression":  # one number per row, no classes
+        if (
+            len(predictions) != 1
+            or not isinstance(predictions[0], (int, float))
+            or isinstance(predictions[0], bool)
+            or not math.isfinite(predictions[0])
+        ):
+            raise SmokeError(f"{url}/predict: one finite predicted value expected, got {answer}")
+        if str(answer.get("model_version")) != version:
+            raise SmokeError(
+                f"{url}/predict: model_version {answer.get('model_version')!r} != {version!r}"
+            )
+        return SmokeResult(
+            url, version, served_sha, str(predictions[0]), time.perf_counter() - started
+        )
+    classes = [str(c) for c in schema.get("classes", [])]
     probabilities = answer.get("probabilities") or []
     if len(predictions) != 1 or str(predictions[0]) not in classes:
         raise SmokeError(f"{url}/predict: one prediction among {classes} expected, got {answer}")

@@ -106,3 +106,15 @@ def test_metadata_shows_the_regression_schema(served: tuple[Server, dict]) -> No
     meta = httpx.get(f"{server.url}/metadata", timeout=30).json()
     assert meta["schema"]["task"] == "regression"
     assert meta["train"]["parity"]["mismatches"] == 0
+
+
+def test_the_deploy_smoke_test_accepts_a_regression_answer(served: tuple[Server, dict]) -> None:
+    import pandas as pd
+
+    from mlops_template.smoke import example_row, smoke_test
+
+    server, model = served
+    result = smoke_test(server.url, expect_version="dev")
+    row = pd.DataFrame([example_row(model["schema"])])
+    [native] = model["pipeline"].predict(feature_frame(row, model["schema"]))
+    assert float(result.prediction) == pytest.approx(native, rel=1e-3, abs=1e-3)
