@@ -6,7 +6,8 @@
 #   docker build --build-arg MODEL_VERSION=v1.2.0 --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t model-api .
 #   docker run --rm -p 8000:8000 model-api      # then: curl localhost:8000/health
 #
-# Dependencies come from uv.lock (`uv sync --frozen --no-dev`: exact versions and hashes).
+# Dependencies come from uv.lock (exact versions and hashes): the serving set only,
+# [project].dependencies; no training group (dvc, scikit-learn, skl2onnx, ...), no dev tools.
 # Pin the base image by digest in your fork (e.g. python:3.11-slim-bookworm@sha256:...),
 # and let Dependabot update it.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -24,10 +25,10 @@ RUN pip install "uv==${UV_VERSION}"
 WORKDIR /app
 # Dependencies first (a layer that only changes with the lock), then the project itself.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --no-default-groups --no-install-project
 COPY README.md ./
 COPY src ./src
-RUN uv sync --frozen --no-dev --no-editable
+RUN uv sync --frozen --no-dev --no-default-groups --no-editable
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG MODEL_VERSION=dev
