@@ -110,3 +110,23 @@ def test_token_flag_is_enough_and_an_unrelated_variable_is_not(workdir: Path) ->
     done, (call,) = cml(workdir, *COMMENT, f"--repo={URL}", "--token=t")
     assert call["flags"]["token"] == "t"
     assert done.returncode == 0, done.stderr
+
+
+def test_pr_create_needs_the_remote_it_pushes_to_and_records_what_changed(workdir: Path) -> None:
+    # The GitHub driver runs `git remote set-url origin <url with token>` before pushing:
+    # --repo alone is not enough for `pr create`, the clone needs that remote too.
+    git(workdir, "init", "-q")
+    (workdir / "dvc.lock").write_text("v1\n")
+    git(workdir, "add", "dvc.lock")
+    git(workdir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1")
+    (workdir / "dvc.lock").write_text("v2\n")
+    create = ("pr", "create", f"--repo={URL}", "dvc.lock")
+    refused, calls = cml(workdir, *create, REPO_TOKEN="t")
+    assert refused.returncode == 1 and "No such remote 'origin'" in refused.stderr
+    assert calls == []
+    git(workdir, "remote", "add", "origin", URL)
+    done, (call,) = cml(workdir, *create, REPO_TOKEN="t")
+    assert done.returncode == 0, done.stderr
+    assert call["changed"] == ["dvc.lock"]
+    other, _ = cml(workdir, *create, "--remote=upstream", REPO_TOKEN="t")
+    assert other.returncode == 1 and "No such remote 'upstream'" in other.stderr

@@ -217,7 +217,12 @@ def runs(job: dict[str, Any]) -> list[str]:
 def test_deploy_runs_on_main_one_at_a_time_and_deploys_only_when_promoted() -> None:
     workflow = load("deploy.yaml")
     assert workflow[True] == {"push": {"branches": ["main"]}}
-    assert workflow["concurrency"] == {"group": "production-deploy", "cancel-in-progress": False}
+    # Queued, never replaced: a pending merge's registration or a rollback is not dropped.
+    assert workflow["concurrency"] == {
+        "group": "production-deploy",
+        "cancel-in-progress": False,
+        "queue": "max",
+    }
     assert load("promote.yaml")["concurrency"] == workflow["concurrency"]
     build, decide, deploy = (jobs("deploy.yaml")[j] for j in ("build", "decide", "deploy"))
     assert "actions/cache/save@" in " ".join(uses(build)) and runs(build) == ["make run"]

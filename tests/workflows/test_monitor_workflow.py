@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from tests.helpers import run
+from tests.helpers import VENV_BIN, run
 from tests.workflows.act import (
     FAKE_BIN,
     STANDINS,
@@ -233,6 +233,10 @@ def test_drift_opens_one_issue_with_the_report_and_a_retraining_pr(
     assert call["token"] is True
     positional = [a for a in call["args"][2:] if not a.startswith("--")]
     assert positional == ["data/external/feedback", "dvc.lock"]
+    assert call["repo"] == f"https://github.com/{REPO}" == call["flags"]["repo"]
+    # Run in a clone holding exactly the new feedback and the retrained lock file.
+    feedback, lock = sorted(call["changed"])
+    assert feedback.startswith("data/external/feedback/") and lock == "dvc.lock"
     assert call["flags"]["title"].startswith("Retrain on labelled feedback")
     assert call["flags"]["branch"].startswith("retrain/feedback-")
     assert "'mean_texture' drifted" in call["flags"]["body"]
@@ -278,7 +282,8 @@ def test_scheduled_run_reads_the_log_url_secret_for_24h_and_opens_the_issue(
 
 
 def _cli(args: list[str], cwd: Path, **env: str) -> Any:
-    path = os.pathsep.join([str(FAKE_BIN), str(CML_BIN), os.environ["PATH"]])
+    # The venv too: pytest may be started without it on PATH (.venv/bin/pytest).
+    path = os.pathsep.join([str(FAKE_BIN), str(CML_BIN), str(VENV_BIN), os.environ["PATH"]])
     return run(["python", "-m", "mlops_template", *args], cwd, check=False, PATH=path, **env)
 
 

