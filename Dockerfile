@@ -31,16 +31,9 @@ COPY src ./src
 RUN uv sync --frozen --no-dev --no-default-groups --no-editable
 
 FROM ${PYTHON_IMAGE} AS runtime
-ARG MODEL_VERSION=dev
-ARG GIT_COMMIT=unknown
-LABEL org.opencontainers.image.title="mlops-template model API" \
-      org.opencontainers.image.version="${MODEL_VERSION}" \
-      org.opencontainers.image.revision="${GIT_COMMIT}"
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    MODEL_VERSION=${MODEL_VERSION} \
-    GIT_COMMIT=${GIT_COMMIT}
+    PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 WORKDIR /app
@@ -57,6 +50,15 @@ RUN mkdir -p /var/lib/predictions && chown 10001:10001 /var/lib/predictions
 # PREDICTION_LOG=off disables it.
 ENV PREDICTION_LOG=/var/lib/predictions/predictions.sqlite
 VOLUME ["/var/lib/predictions"]
+# Version and commit last: they change with every build, the layers above only with
+# the lock, the code or the model, so a rebuild reuses those from the layer cache.
+ARG MODEL_VERSION=dev
+ARG GIT_COMMIT=unknown
+LABEL org.opencontainers.image.title="mlops-template model API" \
+      org.opencontainers.image.version="${MODEL_VERSION}" \
+      org.opencontainers.image.revision="${GIT_COMMIT}"
+ENV MODEL_VERSION=${MODEL_VERSION} \
+    GIT_COMMIT=${GIT_COMMIT}
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

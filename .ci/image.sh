@@ -85,12 +85,22 @@ for name in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy \
     PIP_INDEX_URL PIP_EXTRA_INDEX_URL UV_INDEX_URL UV_DEFAULT_INDEX UV_EXTRA_INDEX_URL PIP_DEFAULT_TIMEOUT; do
   if [ -n "${!name:-}" ]; then proxy_args+=(--build-arg "$name=${!name}"); fi
 done
+# The image TAG named before this build: removed below once nothing names it any more, so
+# rebuilding one tag does not pile up untagged images in storage.
+previous="$(buildah images --no-trunc --format '{{.ID}}' "$TAG" 2>/dev/null || true)"
 start=$SECONDS
+# --format docker keeps the HEALTHCHECK (the OCI format has none); --force-rm removes the
+# intermediate containers of a failed build too.
 # shellcheck disable=SC2086
-buildah bud --isolation chroot --network host --layers \
+buildah bud --isolation chroot --network host --layers --format docker --force-rm \
   --build-arg "PYTHON_IMAGE=$BASE" \
   --build-arg "MODEL_VERSION=${MODEL_VERSION:-dev}" \
   --build-arg "GIT_COMMIT=${GIT_COMMIT:-$(git -C "$CONTEXT" rev-parse HEAD 2>/dev/null || echo unknown)}" \
   "${proxy_args[@]}" ${BUILD_ARGS:-} \
   -f "$CONTEXT/Dockerfile" -t "$TAG" "$CONTEXT"
 echo "image.sh: built $TAG in $((SECONDS - start)) s" >&2
+current="$(buildah images --no-trunc --format '{{.ID}}' "$TAG")"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  # Fails harmlessly when the old image is still tagged or used by a container.
+  buildah rmi "$previous" >/dev/null 2>&1 || true
+fi
