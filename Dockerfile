@@ -43,6 +43,13 @@ COPY params.yaml ./
 COPY data/schema.json data/
 COPY models/model.onnx models/train_info.json models/
 COPY eval/metrics.json eval/
+# Version and commit from here on: they change with every build, the layers above only
+# with the lock, the code or the model, so a rebuild takes those from the layer cache.
+# A RUN must follow the ARGs: buildah's layer cache keys ENV and LABEL steps on their
+# text alone, RUN steps on the args' values too; without one, an image would keep the
+# commit of a previous build (buildah issue #5501).
+ARG MODEL_VERSION=dev
+ARG GIT_COMMIT=unknown
 # Refuse to build an image whose model does not match its training record (sha256).
 RUN python -m mlops_template serve --check
 RUN mkdir -p /var/lib/predictions && chown 10001:10001 /var/lib/predictions
@@ -50,10 +57,6 @@ RUN mkdir -p /var/lib/predictions && chown 10001:10001 /var/lib/predictions
 # PREDICTION_LOG=off disables it.
 ENV PREDICTION_LOG=/var/lib/predictions/predictions.sqlite
 VOLUME ["/var/lib/predictions"]
-# Version and commit last: they change with every build, the layers above only with
-# the lock, the code or the model, so a rebuild reuses those from the layer cache.
-ARG MODEL_VERSION=dev
-ARG GIT_COMMIT=unknown
 LABEL org.opencontainers.image.title="mlops-template model API" \
       org.opencontainers.image.version="${MODEL_VERSION}" \
       org.opencontainers.image.revision="${GIT_COMMIT}"
