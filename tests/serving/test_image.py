@@ -13,6 +13,8 @@ Skipped (with the reason) only when buildah cannot run here: not root, or no bui
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -58,8 +60,6 @@ def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def image_config(tag: str) -> dict[str, Any]:
-    import json
-
     return json.loads(buildah("inspect", "--type", "image", tag).stdout)["OCIv1"]["config"]
 
 
@@ -77,10 +77,8 @@ def image(built_project: Path) -> str:
     reason = _why_not_buildah()
     if reason:
         pytest.skip(reason)
-    started = time.monotonic()
     result = build(built_project, IMAGE)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
-    print(f"image built in {time.monotonic() - started:.0f} s")  # noqa: T201 (shown with -s)
     return IMAGE
 
 
@@ -127,7 +125,6 @@ class Container:
     volume: Path
     runner: subprocess.Popen[bytes]
     log: Path
-    startup_seconds: float
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
@@ -159,7 +156,7 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     buildah("from", "--name", name, image)
     port = free_port()
     log = tmp / "container.log"
-    started = time.monotonic()
+    deadline = time.monotonic() + 120
     with log.open("wb") as out:
         # No --user: the image's configured user, as `docker run` would use.
         runner = subprocess.Popen(
@@ -167,9 +164,8 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
              "--volume", f"{volume}:{log_dir}", name, "--", *serving_command(config, port)],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **BUILDAH_ENV},
         )  # fmt: skip
-    box = Container(name, f"http://127.0.0.1:{port}", config, volume, runner, log, 0.0)
+    box = Container(name, f"http://127.0.0.1:{port}", config, volume, runner, log)
     try:
-        deadline = started + 120
         while True:
             if runner.poll() is not None:
                 raise AssertionError(f"buildah run exited {runner.returncode}:\n{box.output()}")
@@ -181,16 +177,12 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             if time.monotonic() > deadline:
                 raise AssertionError(f"no 200 on /health within 120 s:\n{box.output()}")
             time.sleep(0.05)
-        box.startup_seconds = time.monotonic() - started
-        print(f"container healthy {box.startup_seconds:.1f} s after buildah run")  # noqa: T201
         yield box
     finally:
         # buildah run answers SIGTERM by killing its process: stop uvicorn itself, as
         # `docker stop` would (it flushes the prediction log on shutdown).
-        try:
+        with contextlib.suppress(AssertionError, ProcessLookupError):
             os.kill(uvicorn_pid(runner), signal.SIGTERM)
-        except (AssertionError, ProcessLookupError):
-            pass
         try:
             runner.wait(30)
         except subprocess.TimeoutExpired:
@@ -286,11 +278,9 @@ def test_a_tampered_model_fails_the_build(image: str, built_project: Path, tmp_p
     model[len(model) // 2] ^= 0xFF
     (context / "models/model.onnx").write_bytes(bytes(model))
     buildah("rmi", TAMPERED, check=False)
-    started = time.monotonic()
     result = build(context, TAMPERED)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-6000:]
     assert "serve --check" in output
     assert "models/model.onnx: sha256" in output and "does not match" in output, output[-6000:]
     assert not image_exists(TAMPERED)
-    print(f"tampered build failed in {time.monotonic() - started:.0f} s")  # noqa: T201
