@@ -6,17 +6,18 @@
 # layer cache reuses the dependency layers).
 #
 #   .ci/image.sh [CONTEXT] [TAG]      # CONTEXT: a project after `make run` (default: .)
-#   .ci/image.sh --base-only          # only make (or find) the cached base image
+#   .ci/image.sh --base-only          # only make (or find) the cached base; prints its name
 #
 # Environment: IMAGE_BASE (use this base instead, e.g. a real python image in storage),
-# DEBIAN_MIRROR (default: the first URI in /etc/apt/sources.list.d/debian.sources),
+# IMAGE_STANDIN (the name the stand-in base is made and cached under),
+# DEBIAN_MIRROR (default: on Debian the host's first apt URI, else deb.debian.org),
 # STORAGE_DRIVER (default vfs), BUILD_ARGS (extra `buildah bud` arguments).
 set -euo pipefail
 
 export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
 # The base's recipe version: bump when the recipe below changes, so a stale cache is not reused.
 BASE_RECIPE=1
-STANDIN="localhost/mlops-template-python-standin:3.11-bookworm-r${BASE_RECIPE}"
+STANDIN="${IMAGE_STANDIN:-localhost/mlops-template-python-standin:3.11-bookworm-r${BASE_RECIPE}}"
 
 die() { echo "image.sh: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root (buildah --isolation chroot and debootstrap)"
@@ -25,6 +26,8 @@ command -v buildah >/dev/null || die "buildah is not installed (apt-get install 
 mirror() {
   if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
   local uri
+  # The host's own mirror only on Debian (an Ubuntu mirror has no bookworm).
+  grep -qs '^ID=debian$' /etc/os-release || { echo http://deb.debian.org/debian; return; }
   uri="$(grep -h -m1 -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | head -1 || true)"
   [ -n "$uri" ] || uri="$(grep -h -m1 -E '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1 || true)"
   echo "${uri:-http://deb.debian.org/debian}"
@@ -66,7 +69,7 @@ make_base() {
 }
 
 if [ "${1:-}" = "--base-only" ]; then
-  [ -n "${IMAGE_BASE:-}" ] || make_base
+  if [ -n "${IMAGE_BASE:-}" ]; then echo "$IMAGE_BASE"; else make_base; echo "$STANDIN"; fi
   exit 0
 fi
 
