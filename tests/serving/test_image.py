@@ -38,8 +38,6 @@ from mlops_template.files import read_json
 from mlops_template.predlog import LogFormatError, read_log
 from mlops_template.train import onnx_predict, onnx_session
 
-pytestmark = pytest.mark.slow
-
 # One tag per purpose, reused by every run: a rebuild replaces the image (image.sh removes
 # the tag's previous one), so images do not pile up in storage.
 IMAGE = "localhost/mlops-template-model-api:image-test"
@@ -53,6 +51,11 @@ def _why_not_buildah() -> str | None:
     if os.geteuid() != 0:
         return "buildah --isolation chroot needs root (run the tests as root, e.g. in CI)"
     return None
+
+
+WHY_NOT = _why_not_buildah()
+# Decided at collection: a skip costs nothing (not even the session's pipeline run).
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))]
 
 
 def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -74,9 +77,6 @@ def build(context: Path, tag: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def image(built_project: Path) -> str:
-    reason = _why_not_buildah()
-    if reason:
-        pytest.skip(reason)
     result = build(built_project, IMAGE)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return IMAGE
