@@ -4,7 +4,7 @@ vs the full dependency set (training libraries too). Prints figures (not a test)
 Needs root, buildah and a built project (`make run`); uses .ci/image.sh (the debootstrap
 stand-in base, made once and cached). Run from the project root:
 
-    python3 bench/image.py [--startups 3] [--cold-base] [--keep]
+    python3 bench/image.py [--startups 3] [--cold-base] [--keep] [--reuse]
 
 Measured:
 - the stand-in base's build (only with --cold-base: it is removed and made again);
@@ -15,8 +15,8 @@ Measured:
   before the split): the image size as buildah reports it (uncompressed), the root file
   system in bytes (`du`), and the compressed size a registry stores (`buildah push` to an
   OCI layout, gzip layers);
-- start-up of the serving image: `buildah from` (vfs storage copies the whole image),
-  then `buildah run` of the image's command to the first 200 on /health; median of N.
+- start-up of the serving image: `buildah from` and mount (the container's file system),
+  and `buildah run` of the image's command to the first 200 on /health; median of N.
 
 Every image and intermediate layer this run creates is removed at the end (--keep keeps
 them); images that existed before are left alone.
@@ -80,6 +80,10 @@ def context_copy(dest: Path, full: bool) -> Path:
     return dest
 
 
+def image_exists(tag: str) -> bool:
+    return sh("buildah", "inspect", "--type", "image", tag, check=False).returncode == 0
+
+
 def reported_size(tag: str) -> str:
     return json.loads(sh("buildah", "images", "--json", tag).stdout)[0]["size"]
 
@@ -118,7 +122,8 @@ def descendants(pid: int) -> list[int]:
                 continue
     found, frontier = [], [pid]
     while frontier:
-        kids = [p for p, parent in parents.items() if parent == frontier.pop()]
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
         found += kids
         frontier += kids
     return found
@@ -140,7 +145,8 @@ def stop(runner: subprocess.Popen[bytes]) -> None:
 
 
 def startup(tag: str) -> tuple[float, float, int]:
-    """(seconds for `buildah from`, seconds from `buildah run` to /health 200, rootfs bytes)."""
+    """(seconds for `buildah from` + mount, seconds from `buildah run` to /health 200,
+    root file system bytes)."""
     config = json.loads(sh("buildah", "inspect", "--type", "image", tag).stdout)["OCIv1"]["config"]
     command = list(config["Cmd"])
     port = free_port()
@@ -150,8 +156,8 @@ def startup(tag: str) -> tuple[float, float, int]:
     sh("buildah", "rm", name, check=False)
     started = time.monotonic()
     sh("buildah", "from", "--name", name, tag)
-    created = time.monotonic() - started
     mount = sh("buildah", "mount", name).stdout.strip()
+    created = time.monotonic() - started
     rootfs = int(sh("du", "-sb", mount).stdout.split()[0])
     sh("buildah", "umount", name)
     volume = Path(tempfile.mkdtemp(prefix="bench-image-"))
@@ -170,9 +176,11 @@ def startup(tag: str) -> tuple[float, float, int]:
             time.sleep(0.02)
         ready = time.monotonic() - started
     finally:
-        stop(runner)
-        sh("buildah", "rm", name, check=False)
-        shutil.rmtree(volume, ignore_errors=True)
+        try:
+            stop(runner)
+        finally:
+            sh("buildah", "rm", name, check=False)
+            shutil.rmtree(volume, ignore_errors=True)
     return created, ready, rootfs
 
 
@@ -181,6 +189,9 @@ def main() -> None:
     parser.add_argument("--startups", type=int, default=3)
     parser.add_argument("--cold-base", action="store_true", help="remake the stand-in base")
     parser.add_argument("--keep", action="store_true", help="keep the images this run made")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the bench images already built (--keep)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("buildah") is None:
         sys.exit("needs root and buildah (see .ci/image.sh)")
@@ -201,12 +212,15 @@ def main() -> None:
             print(f"stand-in base size: {reported_size(standin)}")
         serving = context_copy(tmp / "serving", full=False)
         full = context_copy(tmp / "full", full=True)
-        cold = timed_build(serving, SERVING, BUILD_ARGS="--no-cache", GIT_COMMIT="bench-1")
-        print(f"serving image build, base cached, no layer cache: {cold:.0f} s")
-        warm = timed_build(serving, SERVING, GIT_COMMIT="bench-2")
-        print(f"serving image rebuild, new commit (layer cache): {warm:.0f} s")
-        full_cold = timed_build(full, FULL, BUILD_ARGS="--no-cache", GIT_COMMIT="bench-1")
-        print(f"full-dependency image build, no layer cache: {full_cold:.0f} s")
+        if args.reuse and image_exists(SERVING) and image_exists(FULL):
+            print(f"builds skipped (--reuse): {SERVING} and {FULL} as they are")
+        else:
+            cold = timed_build(serving, SERVING, BUILD_ARGS="--no-cache", GIT_COMMIT="bench-1")
+            print(f"serving image build, base cached, no layer cache: {cold:.0f} s")
+            warm = timed_build(serving, SERVING, GIT_COMMIT="bench-2")
+            print(f"serving image rebuild, new commit (layer cache): {warm:.0f} s")
+            full_cold = timed_build(full, FULL, BUILD_ARGS="--no-cache", GIT_COMMIT="bench-1")
+            print(f"full-dependency image build, no layer cache: {full_cold:.0f} s")
         sizes = {}
         for label, tag in (("serving-only", SERVING), ("full set", FULL)):
             created, ready, rootfs = startup(tag)
@@ -214,13 +228,13 @@ def main() -> None:
             sizes[label] = rootfs
             print(
                 f"{label:>12}: {reported_size(tag)} (buildah images), rootfs {rootfs / 1e6:.0f} MB,"
-                f" pushed (gzip) {pushed / 1e6:.0f} MB; buildah from {created:.1f} s,"
+                f" pushed (gzip) {pushed / 1e6:.0f} MB; buildah from + mount {created:.1f} s,"
                 f" buildah run -> /health 200 {ready:.2f} s"
             )
         print(f"rootfs serving-only / full set: {sizes['serving-only'] / sizes['full set']:.2f}")
         runs = [startup(SERVING) for _ in range(args.startups)]
         print(
-            f"start-up, serving-only, median of {args.startups}: buildah from "
+            f"start-up, serving-only, median of {args.startups}: buildah from + mount "
             f"{statistics.median(r[0] for r in runs):.1f} s, buildah run -> /health 200 "
             f"{statistics.median(r[1] for r in runs):.2f} s"
         )

@@ -62,8 +62,8 @@ def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run(["buildah", *args], Path.cwd(), check=check, timeout=300, **BUILDAH_ENV)
 
 
-def image_config(tag: str) -> dict[str, Any]:
-    return json.loads(buildah("inspect", "--type", "image", tag).stdout)["OCIv1"]["config"]
+def image_config(tag: str, kind: str = "OCIv1") -> dict[str, Any]:
+    return json.loads(buildah("inspect", "--type", "image", tag).stdout)[kind]["config"]
 
 
 def image_exists(tag: str) -> bool:
@@ -199,6 +199,19 @@ def test_the_image_runs_as_its_non_root_user(container: Container) -> None:
     uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
     # real, effective, saved and filesystem uid: all the image's user
     assert uids == [uid] * 4, status
+
+
+def test_the_image_records_its_commit_and_keeps_the_healthcheck(
+    image: str, built_project: Path
+) -> None:
+    head = run(["git", "rev-parse", "HEAD"], built_project).stdout.strip()
+    config = image_config(image)
+    assert config["Labels"]["org.opencontainers.image.revision"] == head
+    assert f"GIT_COMMIT={head}" in config["Env"]
+    # The Dockerfile's HEALTHCHECK survives the build (the OCI format would drop it).
+    health = image_config(image, "Docker").get("Healthcheck") or {}
+    port = config["Cmd"][config["Cmd"].index("--port") + 1]
+    assert f"http://127.0.0.1:{port}/health" in " ".join(health.get("Test", [])), health
 
 
 def test_real_rows_get_the_in_process_predictions(
