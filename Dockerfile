@@ -41,8 +41,9 @@ COPY --from=build /app/.venv /app/.venv
 # The model and everything the API reads, baked in (read-only for the app user).
 COPY params.yaml ./
 COPY data/schema.json data/
-COPY models/model.onnx models/train_info.json models/
 COPY eval/metrics.json eval/
+# The model last: a new model (or a tampered one) re-does one COPY, not four.
+COPY models/model.onnx models/train_info.json models/
 # Version and commit from here on: they change with every build, the layers above only
 # with the lock, the code or the model, so a rebuild takes those from the layer cache.
 # A RUN must follow the ARGs: buildah's layer cache keys ENV and LABEL steps on their

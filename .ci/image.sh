@@ -33,7 +33,11 @@ mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-make_base() {
+# One maker at a time (.ci/run makes the base in the background while the tests start):
+# a second run waits for the lock, then finds the base made.
+make_base() { ( flock 9 && make_base_locked ) 9>"${TMPDIR:-/tmp}/mlops-template-standin.lock"; }
+
+make_base_locked() {
   if buildah inspect --type image "$STANDIN" >/dev/null 2>&1; then
     echo "image.sh: base $STANDIN (cached)" >&2
     return
