@@ -39,6 +39,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.serving.processes import descendants
+
 ROOT = Path.cwd()
 IMAGE_SH = Path(__file__).resolve().parents[1] / ".ci" / "image.sh"
 SERVING = "localhost/mlops-template-model-api:bench-serving"
@@ -108,25 +111,6 @@ def healthy(url: str) -> bool:
             return answer.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except OSError:
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
 
 
 def stop(runner: subprocess.Popen[bytes]) -> None:

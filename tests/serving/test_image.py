@@ -32,6 +32,7 @@ import pandas as pd
 import pytest
 from tests.helpers import run
 from tests.serving.conftest import SERVED_FILES, free_port, records
+from tests.serving.processes import descendants
 
 from mlops_template.features import feature_frame
 from mlops_template.files import read_json
@@ -82,27 +83,8 @@ def image(built_project: Path) -> str:
     return IMAGE
 
 
-def children(pid: int) -> list[int]:
-    """Every process descending from `pid` (chroot isolation: they are host processes)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
-
-
 def uvicorn_pid(runner: subprocess.Popen[bytes]) -> int:
-    for pid in children(runner.pid):
+    for pid in descendants(runner.pid):
         try:
             cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
         except OSError:
