@@ -101,6 +101,13 @@ smoke: ## Smoke-test the API: IMAGE=ghcr.io/o/r:v1.2.0 (docker run) or URL=http:
 		$${URL:+--url "$$URL"} $${VERSION:+--expect-version "$$VERSION"} \
 		$${MODEL_SHA256:+--expect-sha256 "$$MODEL_SHA256"}
 
+# No Docker engine needed: buildah (root) on a debootstrap stand-in for the python base
+# image, made once and cached (.ci/image.sh). LOCAL_IMAGE names the result.
+export LOCAL_IMAGE ?= localhost/mlops-template-model-api:dev
+.PHONY: image-local
+image-local: ## Build the serving image with buildah (root, after `make run`) -> LOCAL_IMAGE
+	MODEL_VERSION="$${VERSION:-dev}" .ci/image.sh . "$$LOCAL_IMAGE"
+
 .PHONY: serve
 serve: .venv/.synced ## Serve the model built by `make run` on 127.0.0.1:$(PORT) (docs at /docs)
 	$(RUN) python -m mlops_template serve --host 127.0.0.1 --port $(PORT)

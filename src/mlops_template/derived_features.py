@@ -108,10 +108,8 @@ class Ratio(DerivedColumn):
         return left / right
 
 
-class Product(DerivedColumn):
-    """`name` = left * right."""
-
-    onnx_operator = "Mul"
+class LeftRightColumn(DerivedColumn):
+    """A column from two others, `left` and `right` (the arithmetic is the subclass's)."""
 
     def __init__(self, left: str, right: str, name: str) -> None:
         self.left = left
@@ -121,24 +119,21 @@ class Product(DerivedColumn):
     @property
     def inputs(self) -> tuple[str, str]:
         return self.left, self.right
+
+
+class Product(LeftRightColumn):
+    """`name` = left * right."""
+
+    onnx_operator = "Mul"
 
     def _compute(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         return left * right
 
 
-class Difference(DerivedColumn):
+class Difference(LeftRightColumn):
     """`name` = left - right."""
 
     onnx_operator = "Sub"
-
-    def __init__(self, left: str, right: str, name: str) -> None:
-        self.left = left
-        self.right = right
-        self.name = name
-
-    @property
-    def inputs(self) -> tuple[str, str]:
-        return self.left, self.right
 
     def _compute(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         return left - right
