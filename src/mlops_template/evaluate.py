@@ -249,24 +249,40 @@ def permutation_importance(
     Model-agnostic and on the original columns (not one-hot pieces), so the three model
     families are comparable. One predict_proba per column and repeat.
     """
-    rng = np.random.default_rng(seed)
     baseline = compute_metrics(y_true, predict_proba(features), classes)
     metric = "roc_auc" if not math.isnan(baseline["roc_auc"]) else "log_loss"
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+
+    def drop(shuffled: pd.DataFrame) -> float:
+        return sign * (
+            baseline[metric] - compute_metrics(y_true, predict_proba(shuffled), classes)[metric]
+        )
+
+    return shuffled_column_importance(features, drop, repeats, seed)
+
+
+def shuffled_column_importance(
+    features: pd.DataFrame,
+    loss: Callable[[pd.DataFrame], float],
+    repeats: int,
+    seed: int,
+) -> list[dict[str, float | str]]:
+    """Mean and spread of `loss(features with one column shuffled)` per column, `repeats`
+    shuffles each (seeded), most important first."""
+    rng = np.random.default_rng(seed)
     rows = []
     for column in features.columns:
-        drops = []
+        losses = []
         original = features[column]
         shuffled = features.copy()
         for _ in range(repeats):
             shuffled[column] = rng.permutation(original.to_numpy())
-            score = compute_metrics(y_true, predict_proba(shuffled), classes)[metric]
-            drops.append(sign * (baseline[metric] - score))
+            losses.append(loss(shuffled))
         rows.append(
             {
                 "feature": column,
-                "importance": round(float(np.mean(drops)), 6),
-                "std": round(float(np.std(drops)), 6),
+                "importance": round(float(np.mean(losses)), 6),
+                "std": round(float(np.std(losses)), 6),
             }
         )
     rows.sort(key=lambda r: (-float(r["importance"]), str(r["feature"])))
@@ -393,25 +409,12 @@ def regression_permutation_importance(
     seed: int,
 ) -> list[dict[str, float | str]]:
     """Rise in RMSE when one input column is shuffled (as `permutation_importance`)."""
-    rng = np.random.default_rng(seed)
     baseline = compute_regression_metrics(y_true, predict(features))["rmse"]
-    rows = []
-    for column in features.columns:
-        rises = []
-        original = features[column]
-        shuffled = features.copy()
-        for _ in range(repeats):
-            shuffled[column] = rng.permutation(original.to_numpy())
-            rises.append(compute_regression_metrics(y_true, predict(shuffled))["rmse"] - baseline)
-        rows.append(
-            {
-                "feature": column,
-                "importance": round(float(np.mean(rises)), 6),
-                "std": round(float(np.std(rises)), 6),
-            }
-        )
-    rows.sort(key=lambda r: (-float(r["importance"]), str(r["feature"])))
-    return rows
+
+    def rise(shuffled: pd.DataFrame) -> float:
+        return compute_regression_metrics(y_true, predict(shuffled))["rmse"] - baseline
+
+    return shuffled_column_importance(features, rise, repeats, seed)
 
 
 def evaluate_regression(

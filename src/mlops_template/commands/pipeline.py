@@ -214,34 +214,16 @@ def evaluate() -> None:
         schema = read_json(paths.SCHEMA)
         onnx_model = paths.MODEL_ONNX.read_bytes()
         test = pd.read_parquet(paths.TEST_DATA)
+    options = (p.evaluate.importance_repeats, p.evaluate.seed, p.evaluate.importance_max_rows)
     if schema.get("task") == "regression":
         with user_errors():
-            result = evaluate_regression(
-                onnx_model,
-                test,
-                schema,
-                p.evaluate.importance_repeats,
-                p.evaluate.seed,
-                p.evaluate.importance_max_rows,
-            )
-        log_with_dvclive(result)
-        write_json(paths.IMPORTANCE, result["importance"])
-        for note in result["notes"]:
-            logger.info("evaluate: %s", note)
-        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
-        logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
-        return
-    result = evaluate_model(
-        None,
-        onnx_model,
-        test,
-        schema,
-        p.evaluate.importance_repeats,
-        p.evaluate.seed,
-        p.evaluate.importance_max_rows,
-    )
+            result = evaluate_regression(onnx_model, test, schema, *options)
+    else:
+        result = evaluate_model(None, onnx_model, test, schema, *options)
     log_with_dvclive(result)
     write_json(paths.IMPORTANCE, result["importance"])
+    for note in result.get("notes", []):
+        logger.info("evaluate: %s", note)
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
     logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
 
