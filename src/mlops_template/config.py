@@ -263,6 +263,25 @@ class MonitorParams(Section):
     max_plots: Annotated[int, Field(ge=0, le=100)] = 8
 
 
+SweepValue = bool | int | float | str | None
+
+
+class SweepParams(Section):
+    """`make sweep`: a grid or random search over train.* keys, run as DVC experiments.
+    No stage of dvc.yaml depends on this section: editing it reruns nothing."""
+
+    method: Literal["grid", "random"] = "grid"
+    # random: how many distinct points of the grid to try (at most the grid's size).
+    trials: PositiveInt = 10
+    seed: Seed = 0
+    # The metric of eval/metrics.json that ranks the trials; its direction follows from
+    # the name (evaluate.HIGHER_IS_BETTER: log_loss, rmse, mae, mape: lower is better).
+    metric: MetricName = "roc_auc"
+    # Dotted train.* key -> the values to try, e.g. train.random_forest.n_estimators:
+    # [100, 300]. Each key and value is checked against the train section's own rules.
+    space: dict[str, Annotated[list[SweepValue], Field(min_length=1)]] = {}
+
+
 class Params(Section):
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
@@ -274,6 +293,7 @@ class Params(Section):
     registry: RegistryParams = RegistryParams()
     serve: ServeParams = ServeParams()
     monitor: MonitorParams = MonitorParams()
+    sweep: SweepParams = SweepParams()
 
     model_config = ConfigDict(
         extra="forbid", strict=True, frozen=True, populate_by_name=True, allow_inf_nan=False
@@ -299,6 +319,7 @@ _PHRASES = {
     "literal_error": "must be one of {expected}",
     "string_pattern_mismatch": "must match {pattern}",
     "string_too_short": "must not be empty",
+    "too_short": "must list at least {min_length} value",
     "none_required": "must be null",
     "finite_number": "must be a finite number",
 }
@@ -370,6 +391,7 @@ def parse_params(raw: Any) -> Params:
     except ValidationError as exc:
         raise ParamsError(_dedupe([_describe(e) for e in exc.errors()])) from None
     _check_cross_section(params)
+    _check_sweep(params)
     return params
 
 
@@ -398,6 +420,60 @@ def _check_cross_section(params: Params) -> None:
             problems.append(f"gate.min.{metric}: {value!r} must be at least 0 (a ceiling)")
     if problems:
         raise ParamsError(problems)
+
+
+def _check_sweep(params: Params) -> None:
+    """Each sweep.space key must be a value of the train section and each of its values
+    one that section accepts there: checked by validating the params with the value in
+    place, so a trial cannot fail on a value params.yaml itself would refuse."""
+    problems = []
+    document = params_as_dict(params)
+    train_keys = [k for k in flatten(document) if k.startswith("train.")]
+    for key, values in params.sweep.space.items():
+        label = f"sweep.space.{key}"
+        parts = key.split(".")
+        if parts[0] != "train":
+            problems.append(
+                f"{label}: {values!r} only train.* keys can be swept (the trials share "
+                "this commit's data, split and evaluation)"
+            )
+            continue
+        node: Any = document
+        for part in parts:
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is _MISSING:
+            close = difflib.get_close_matches(key, train_keys, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?" if close else "train.* keys: " + ", ".join(train_keys)
+            )
+            problems.append(f"{label}: unknown key (values {values!r}; {hint})")
+            continue
+        if isinstance(node, dict):
+            problems.append(f"{label}: names a section, not a value (sweep one of its keys)")
+            continue
+        seen: list[tuple[type, Any]] = []
+        for value in values:
+            if (type(value), value) in seen:
+                problems.append(f"{label}: {value!r} is listed twice")
+            seen.append((type(value), value))
+            trial = _with_value(document, parts, value)
+            try:
+                Params.model_validate(trial)
+            except ValidationError as exc:
+                problems += [
+                    f"sweep.space.{p}" for p in _dedupe([_describe(e) for e in exc.errors()])
+                ]
+    if problems:
+        raise ParamsError(problems)
+
+
+_MISSING = object()
+
+
+def _with_value(document: dict[str, Any], parts: list[str], value: Any) -> dict[str, Any]:
+    """A copy of `document` with the dotted key `parts` set to `value` (the rest shared)."""
+    head, *rest = parts
+    return {**document, head: _with_value(document[head], rest, value) if rest else value}
 
 
 def load_params(path: Path = paths.PARAMS) -> Params:
