@@ -159,6 +159,19 @@ train-pr: .venv/.synced ## PR with dvc.lock + params.yaml as trained here (cml p
 		--message="$${PR_MESSAGE:-Training results (dvc.lock)}" \
 		--body="$${PR_BODY:-dvc.lock after training; the outputs are in the DVC remote.}"
 
+# Hyperparameter search (params.yaml `sweep:`): each trial a DVC experiment, run through
+# DVC's queue in a temporary copy (committed and staged files only: `git add` new files).
+# EXP (default: the best by sweep.metric) reaches the command through the environment.
+EXP ?=
+
+.PHONY: sweep
+sweep: .venv/.synced ## Grid/random search (params.yaml sweep:) as DVC experiments -> ranked table, reports/sweep.md
+	$(RUN) python -m mlops_template sweep run
+
+.PHONY: sweep-apply
+sweep-apply: .venv/.synced ## Apply the best sweep trial (or EXP=sweep-3) to the workspace: params.yaml, dvc.lock, outputs
+	$(RUN) python -m mlops_template sweep apply $${EXP:+"$$EXP"}
+
 .PHONY: test
 test: install ## Run the whole test suite (what .ci/run and CI run)
 	$(RUN) pytest $(PYTEST_ARGS)

@@ -181,6 +181,13 @@ def rank(rows: Sequence[SweepRow], metric: str) -> list[SweepRow]:
     successful ones without the metric (e.g. roc_auc of a regression)."""
     higher = HIGHER_IS_BETTER[metric]
     scored = [r for r in rows if r.state == "success" and metric in r.metrics]
+    succeeded = [r for r in rows if r.state == "success"]
+    if succeeded and not scored:
+        recorded = sorted({m for r in succeeded for m in r.metrics})
+        raise SweepError(
+            f"sweep.metric: {metric!r} is not in the trials' metrics (they have "
+            f"{', '.join(recorded) or 'none'}); pick one of them"
+        )
     ordered = sorted(scored, key=lambda r: -r.metrics[metric] if higher else r.metrics[metric])
     ranked = [
         SweepRow(r.name, r.state, r.params, r.metrics, rank=i, rev=r.rev)
