@@ -53,7 +53,8 @@ def test_sweep_ranks_what_dvc_recorded_and_apply_leaves_the_best(fresh_project: 
     started = time.monotonic()
     done = run(["python", "-m", "mlops_template", "sweep", "run"], project, timeout=1200)
     elapsed = time.monotonic() - started
-    print(f"sweep run, {len(VALUES)} trials: {elapsed:.1f}s")  # shown with -rA / -s
+    progress = [line for line in done.stderr.splitlines() if " trial " in line]
+    print(f"sweep run, {len(VALUES)} trials: {elapsed:.1f}s", *progress, sep="\n")  # -rA
     assert "trial 2/2 sweep-2 finished" in done.stderr, done.stderr
 
     recorded = _recorded(project)
