@@ -170,8 +170,10 @@ class ValidationSummary:
 class Comparison:
     classes: list[str]
     y_true: np.ndarray
-    proba_pr: np.ndarray
-    proba_base: np.ndarray | None
+    # What each model output on the test rows: class probabilities (rows x classes, in
+    # `classes` order) for a classifier, predicted values (one per row) for regression.
+    outputs_pr: np.ndarray
+    outputs_base: np.ndarray | None
     metrics: list[MetricComparison]
     base_available: bool
     base_note: str  # why there is no base, or what was special about scoring it
@@ -190,8 +192,7 @@ class Comparison:
     # None with the reason in baseline_note (not computed, or on other rows).
     baselines: dict[str, dict[str, float | None]] | None = None
     baseline_note: str = ""
-    # "regression": classes and confusion matrices are empty, proba_pr / proba_base hold
-    # the predicted values (one per test row)
+    # "regression": classes and confusion matrices are empty
     task: str = "classification"
 
     def metric(self, name: str) -> MetricComparison | None:
@@ -696,39 +697,48 @@ def compare(
     gate: GateParams | None = None,
     base_missing_reason: str = "",
 ) -> Comparison:
-    """Score both models on TEST (the candidate's test set) and describe every difference."""
-    if candidate.schema.get("task") == "regression":
-        return compare_regression(candidate, base, test, settings, gate, base_missing_reason)
-    classes = [str(c) for c in candidate.schema["classes"]]
+    """Score both models on TEST (the candidate's test set) and describe every difference.
+
+    The candidate's schema decides the task: class probabilities and a confusion matrix
+    for a classifier, predicted values for a regression model (whose base must be one)."""
+    task = "regression" if candidate.schema.get("task") == "regression" else "classification"
     y_true = target_labels(test, candidate.schema)
-    proba_pr, _ = score_model(candidate.onnx, candidate.schema, test, classes)
-    proba_base, fed_missing, note = None, [], base_missing_reason
+    classes = [] if task == "regression" else [str(c) for c in candidate.schema["classes"]]
+
+    def score(side: ModelArtifacts) -> tuple[np.ndarray, list[str]]:
+        if task == "regression":
+            return score_regressor(side.onnx, side.schema, test)
+        return score_model(side.onnx, side.schema, test, classes)
+
+    outputs_pr, _ = score(candidate)
+    outputs_base, fed_missing, note = None, [], base_missing_reason
     if base is not None:
         try:
-            proba_base, fed_missing = score_model(base.onnx, base.schema, test, classes)
-        except IncomparableError as exc:
+            outputs_base, fed_missing = score(base)
+        except (IncomparableError, KeyError) as exc:  # KeyError: a schema of another task
             note = str(exc)
+    wanted = metrics_to_compare(settings, gate, task)
+    bootstrap = (settings.bootstrap_resamples, settings.confidence, settings.seed)
     started = time.perf_counter()
-    metrics = compare_metrics(
-        y_true,
-        classes,
-        proba_pr,
-        proba_base,
-        metrics_to_compare(settings, gate),
-        settings.bootstrap_resamples,
-        settings.confidence,
-        settings.seed,
-    )
+    if task == "regression":
+        metrics = compare_regression_metrics(y_true, outputs_pr, outputs_base, wanted, *bootstrap)
+        confusion_pr, confusion_base = [], None
+    else:
+        metrics = compare_metrics(y_true, classes, outputs_pr, outputs_base, wanted, *bootstrap)
+        confusion_pr = confusion(y_true, outputs_pr, classes)
+        confusion_base = (
+            confusion(y_true, outputs_base, classes) if outputs_base is not None else None
+        )
     seconds = time.perf_counter() - started
     base_test_rows = (base.metrics or {}).get("test_rows") if base is not None else None
     baselines, baseline_note = baselines_on(candidate.baseline, test)
     return Comparison(
         classes=classes,
         y_true=y_true,
-        proba_pr=proba_pr,
-        proba_base=proba_base,
+        outputs_pr=outputs_pr,
+        outputs_base=outputs_base,
         metrics=metrics,
-        base_available=proba_base is not None,
+        base_available=outputs_base is not None,
         base_note=note,
         fed_missing=fed_missing,
         data=data_diff(
@@ -737,71 +747,15 @@ def compare(
         params=params_diff(base.params if base is not None else {}, candidate.params),
         validation_pr=validation_summary(candidate.validation),
         validation_base=validation_summary(base.validation) if base is not None else None,
-        confusion_pr=confusion(y_true, proba_pr, classes),
-        confusion_base=confusion(y_true, proba_base, classes) if proba_base is not None else None,
+        confusion_pr=confusion_pr,
+        confusion_base=confusion_base,
         resamples=settings.bootstrap_resamples,
         confidence=settings.confidence,
         seed=settings.seed,
         bootstrap_seconds=seconds,
         baselines=baselines,
         baseline_note=baseline_note,
-    )
-
-
-def compare_regression(
-    candidate: ModelArtifacts,
-    base: ModelArtifacts | None,
-    test: pd.DataFrame,
-    settings: CompareParams,
-    gate: GateParams | None = None,
-    base_missing_reason: str = "",
-) -> Comparison:
-    """`compare` for a regression candidate: predicted values of both models on TEST."""
-    y_true = target_labels(test, candidate.schema)
-    pred_pr, _ = score_regressor(candidate.onnx, candidate.schema, test)
-    pred_base, fed_missing, note = None, [], base_missing_reason
-    if base is not None:
-        try:
-            pred_base, fed_missing = score_regressor(base.onnx, base.schema, test)
-        except (IncomparableError, KeyError) as exc:
-            note = str(exc)
-    started = time.perf_counter()
-    metrics = compare_regression_metrics(
-        y_true,
-        pred_pr,
-        pred_base,
-        metrics_to_compare(settings, gate, "regression"),
-        settings.bootstrap_resamples,
-        settings.confidence,
-        settings.seed,
-    )
-    seconds = time.perf_counter() - started
-    base_test_rows = (base.metrics or {}).get("test_rows") if base is not None else None
-    baselines, baseline_note = baselines_on(candidate.baseline, test)
-    return Comparison(
-        classes=[],
-        y_true=y_true,
-        proba_pr=pred_pr,
-        proba_base=pred_base,
-        metrics=metrics,
-        base_available=pred_base is not None,
-        base_note=note,
-        fed_missing=fed_missing,
-        data=data_diff(
-            base.schema if base is not None else None, candidate.schema, len(test), base_test_rows
-        ),
-        params=params_diff(base.params if base is not None else {}, candidate.params),
-        validation_pr=validation_summary(candidate.validation),
-        validation_base=validation_summary(base.validation) if base is not None else None,
-        confusion_pr=[],
-        confusion_base=None,
-        resamples=settings.bootstrap_resamples,
-        confidence=settings.confidence,
-        seed=settings.seed,
-        bootstrap_seconds=seconds,
-        baselines=baselines,
-        baseline_note=baseline_note,
-        task="regression",
+        task=task,
     )
 
 

@@ -36,7 +36,9 @@ prediction, features and probabilities as JSON objects: one row per prediction),
 
 Reader: `read_log(path, since, until)` returns one DataFrame for a time window: the
 feature columns, plus the log's own columns prefixed `log.` (`log.timestamp`,
-`log.request_id`, `log.model_version`, `log.prediction`, `log.probability:<class>`).
+`log.request_id`, `log.model_version`, `log.prediction`, `log.probability:<class>`). A
+regression model's responses have no classes and no probabilities: `log.prediction` holds
+its predicted values (numbers) and there are no probability columns.
 
 The path comes from the environment variable `PREDICTION_LOG` (`from_env`); unset means
 `logs/predictions.sqlite`, and `off` turns logging off.
@@ -505,9 +507,11 @@ class PredictionLogger:
         labels = _as_list(predictions)
         if len(labels) != rows:
             raise ValueError(f"{rows} rows but {len(labels)} predictions")
-        if not all(type(p) is str for p in labels):
-            labels = [str(p) for p in labels]
         names, matrix = _probability_rows(probabilities, rows, classes or self.classes)
+        if not names and _all_numbers(labels):
+            labels = [float(p) for p in labels]  # a regression model's values stay numbers
+        elif not all(type(p) is str for p in labels):
+            labels = [str(p) for p in labels]
         response = {"classes": names, "predictions": labels, "probabilities": matrix}
         return _dumps(columns), _dumps(response)
 
@@ -573,6 +577,13 @@ class PredictionLogger:
         self._last_warning[kind] = now
         suffix = f" ({suppressed} similar warning(s) suppressed)" if suppressed else ""
         logger.warning(message + suffix, *args)
+
+
+def _all_numbers(values: list[Any]) -> bool:
+    return all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+        for v in values
+    )
 
 
 def _utf8(text: Any) -> bytes:

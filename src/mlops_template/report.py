@@ -531,9 +531,9 @@ def _curve_figure(comparison: Comparison, kind: str) -> bytes:
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     figure = Figure(figsize=(4.2 * cols, 3.8 * rows), layout="constrained")
-    sides = [("PR", comparison.proba_pr, "-", "tab:blue")]
-    if comparison.proba_base is not None:
-        sides.append(("base", comparison.proba_base, "--", "tab:gray"))
+    sides = [("PR", comparison.outputs_pr, "-", "tab:blue")]
+    if comparison.outputs_base is not None:
+        sides.append(("base", comparison.outputs_base, "--", "tab:gray"))
     area_name = "AUC" if kind == "roc" else "AP"
     for index, label in enumerate(panels):
         axes = figure.add_subplot(rows, cols, index + 1)
@@ -607,9 +607,9 @@ def _regression_figure(comparison: Comparison, kind: str) -> bytes:
     (with the y = x line) or their residuals against the predictions (with y = 0)."""
     from matplotlib.figure import Figure
 
-    sides = [("PR", comparison.proba_pr)]
-    if comparison.proba_base is not None:
-        sides.insert(0, ("base", comparison.proba_base))
+    sides = [("PR", comparison.outputs_pr)]
+    if comparison.outputs_base is not None:
+        sides.insert(0, ("base", comparison.outputs_base))
     figure = Figure(figsize=(4.5 * len(sides), 4.2))
     axes = figure.subplots(1, len(sides), squeeze=False)[0]
     actual = np.asarray(comparison.y_true, dtype=np.float64)

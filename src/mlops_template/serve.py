@@ -710,7 +710,7 @@ class Service:
         contract = self.contract
         unknown = unknown_categories(contract, batch) if contract.categorical else []
         if contract.regression:
-            return self._answer_values(model, batch, request_id, unknown)
+            return self._answer_values(model, batch, request_id, unknown, body)
         labels, proba = model.predict(model_inputs(contract, batch))
         if not np.isfinite(proba.sum()):  # one scalar check; rows only when it fails
             bad_rows = np.flatnonzero(~np.isfinite(proba).all(axis=1))
@@ -737,27 +737,16 @@ class Service:
             "unknown_categories": unknown,
         }
         response = strict_json(payload)
-        if self.prediction_log is not None:
-            try:
-                self.prediction_log.record(
-                    PredictionBatch(
-                        request_id,
-                        time.time(),
-                        self.version,
-                        batch.columns,
-                        contract.classes,
-                        predictions,
-                        proba,
-                        body,
-                        response,
-                    )
-                )
-            except Exception:
-                logger.warning("prediction log: record failed", exc_info=True)
+        self._log(request_id, batch, contract.classes, predictions, proba, body, response)
         return Answer(200, response, ((REQUEST_ID_HEADER, request_id),))
 
     def _answer_values(
-        self, model: LoadedModel, batch: Batch, request_id: str, unknown: list[dict[str, Any]]
+        self,
+        model: LoadedModel,
+        batch: Batch,
+        request_id: str,
+        unknown: list[dict[str, Any]],
+        body: bytes,
     ) -> Answer:
         """A regression model's answer: one predicted value per row."""
         values = model.predict_values(model_inputs(self.contract, batch))
@@ -774,15 +763,49 @@ class Service:
                 ],
             )
             return Answer(error.status, error.body())
+        predictions = values.tolist()
         payload = {
             "model_version": self.version,
             "request_id": request_id,
-            "predictions": values.tolist(),
+            "predictions": predictions,
             "unknown_categories": unknown,
         }
-        # The prediction log (issue 5) stores class probabilities: regression predictions
-        # are not logged yet (app_from_env warns at start-up).
-        return Answer(200, strict_json(payload), ((REQUEST_ID_HEADER, request_id),))
+        response = strict_json(payload)
+        # No classes and no probabilities: the log keeps the response as sent, and its
+        # reader gives the values as `log.prediction` (the drift monitor's predicted value).
+        self._log(
+            request_id, batch, (), predictions, np.empty((len(predictions), 0)), body, response
+        )
+        return Answer(200, response, ((REQUEST_ID_HEADER, request_id),))
+
+    def _log(
+        self,
+        request_id: str,
+        batch: Batch,
+        classes: tuple[str, ...],
+        predictions: list[Any],
+        probabilities: np.ndarray,
+        body: bytes,
+        response: bytes,
+    ) -> None:
+        if self.prediction_log is None:
+            return
+        try:
+            self.prediction_log.record(
+                PredictionBatch(
+                    request_id,
+                    time.time(),
+                    self.version,
+                    batch.columns,
+                    classes,
+                    predictions,
+                    probabilities,
+                    body,
+                    response,
+                )
+            )
+        except Exception:  # logging never fails a request
+            logger.warning("prediction log: record failed", exc_info=True)
 
 
 def internal_error(request_id: str | None = None) -> Answer:
@@ -823,6 +846,17 @@ class PredictResponse(BaseModel):
     classes: list[str] = Field(description="Column order of `probabilities`.")
     predictions: list[str] = Field(description="Predicted class per row.")
     probabilities: list[list[float]] = Field(description="Per row, one probability per class.")
+    unknown_categories: list[UnknownCategory] = Field(
+        description="Category values not seen in training (serve.unknown_categories: accept)."
+    )
+
+
+class ValuesResponse(BaseModel):
+    """A regression model's answer (schema task `regression`)."""
+
+    model_version: str
+    request_id: str
+    predictions: list[float] = Field(description="Predicted value per row.")
     unknown_categories: list[UnknownCategory] = Field(
         description="Category values not seen in training (serve.unknown_categories: accept)."
     )
@@ -916,7 +950,10 @@ def build_fastapi(service: Service) -> Any:
         return _response(service.metadata())
 
     responses: dict[int | str, dict[str, Any]] = {
-        200: {"model": PredictResponse, "description": "Predictions."},
+        200: {
+            "model": ValuesResponse if contract.regression else PredictResponse,
+            "description": "Predictions.",
+        },
         413: {"model": ErrorResponse, "description": "Too many rows, or body too large."},
         422: {"model": ErrorResponse, "description": "Invalid request; each field is named."},
         503: {"model": Unavailable, "description": "Model not loaded (yet)."},
@@ -1045,11 +1082,6 @@ def app_from_env() -> App:
     # default logs/predictions.sqlite under the project; "off" disables it).
     environ = dict(os.environ)
     environ.setdefault(predlog.ENV_VAR, str(settings.root / paths.PREDICTION_LOG))
-    if schema.get("task") == "regression":
-        logger.warning(
-            "regression model: predictions are not written to the prediction log (it stores "
-            "class probabilities); the drift monitor sees no served predictions"
-        )
-        return create_app(settings, schema, prediction_log=None)
-    prediction_log = predlog.from_env(environ, classes=schema["classes"])
+    # A regression model's answers carry no classes: the log stores its values as sent.
+    prediction_log = predlog.from_env(environ, classes=schema.get("classes") or [])
     return create_app(settings, schema, prediction_log=prediction_log)

@@ -78,8 +78,8 @@ def regression_comparison(
     return c.Comparison(
         classes=[],
         y_true=y,
-        proba_pr=y,
-        proba_base=y if base else None,
+        outputs_pr=y,
+        outputs_base=y if base else None,
         metrics=metrics,
         base_available=base,
         base_note="" if base else "no base model (first model)",

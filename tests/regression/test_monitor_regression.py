@@ -47,9 +47,24 @@ def test_shifted_inputs_drift_the_predicted_values(model: dict) -> None:
     assert prediction.name == PREDICTED_VALUE and prediction.drifted
 
 
-def test_the_prediction_log_is_not_used_for_regression(model: dict) -> None:
+def test_logged_values_are_the_predicted_value_column(model: dict) -> None:
+    from mlops_template import predlog
+
+    logged = pd.DataFrame({predlog.PREDICTION: pd.Series([151.5, 80.25, None], dtype=object)})
+    predictions, note = _logged_predictions(logged, model["schema"])
+    assert note is None
+    assert predictions[PREDICTED_VALUE].tolist()[:2] == [151.5, 80.25]
+    assert pd.isna(predictions[PREDICTED_VALUE].iloc[2])
+
+
+def test_a_log_window_with_class_labels_is_not_read_as_values(model: dict) -> None:
+    from mlops_template import predlog
+
+    mixed = pd.DataFrame({predlog.PREDICTION: pd.Series([151.5, "malignant"], dtype=object)})
+    predictions, note = _logged_predictions(mixed, model["schema"])
+    assert predictions is None and "'malignant'" in note and "--model-version" in note
     predictions, note = _logged_predictions(pd.DataFrame(), model["schema"])
-    assert predictions is None and "not in the prediction log" in note
+    assert predictions is None and "no predictions" in note
 
 
 def test_a_prepare_feedback_needs_numeric_targets(model: dict, tmp_path: Path) -> None:

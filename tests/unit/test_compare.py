@@ -184,8 +184,8 @@ def test_base_model_is_fed_a_dropped_feature_as_missing(mixed_models: dict) -> N
     result = c.compare(candidate, baseline, test, CompareParams(bootstrap_resamples=200))
     assert result.base_available and result.fed_missing == ["size"]
     assert result.data.removed_columns == ["size"] and result.data.added_columns == []
-    assert result.proba_base is not None and np.isfinite(result.proba_base).all()
-    assert np.allclose(result.proba_base.sum(axis=1), 1)
+    assert result.outputs_base is not None and np.isfinite(result.outputs_base).all()
+    assert np.allclose(result.outputs_base.sum(axis=1), 1)
     assert [p.key for p in result.params] == ["a"]
     assert len(result.y_true) == len(test)
 
@@ -209,7 +209,7 @@ def test_base_with_other_classes_is_not_comparable(mixed_models: dict) -> None:
     baseline = c.ModelArtifacts(model["onnx"], other_schema)
     result = c.compare(candidate, baseline, model["test"], CompareParams(bootstrap_resamples=100))
     assert not result.base_available and "classes" in result.base_note
-    assert result.proba_base is None and all(m.base is None for m in result.metrics)
+    assert result.outputs_base is None and all(m.base is None for m in result.metrics)
 
 
 def test_same_model_on_both_sides_compares_equal(mixed_models: dict) -> None:

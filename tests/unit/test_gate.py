@@ -30,8 +30,8 @@ def comparison(
     return c.Comparison(
         classes=["a", "b"],
         y_true=y,
-        proba_pr=proba,
-        proba_base=proba if base else None,
+        outputs_pr=proba,
+        outputs_base=proba if base else None,
         metrics=rows,
         base_available=base,
         base_note=note,

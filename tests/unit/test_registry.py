@@ -180,8 +180,8 @@ def comparison(metrics: dict[str, Row], base: bool = True, note: str = "") -> c.
     return c.Comparison(
         classes=["a", "b"],
         y_true=np.array(["a", "b"]),
-        proba_pr=proba,
-        proba_base=proba if base else None,
+        outputs_pr=proba,
+        outputs_base=proba if base else None,
         metrics=rows,
         base_available=base,
         base_note=note,

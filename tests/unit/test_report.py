@@ -200,8 +200,8 @@ def synthetic_comparison(
     return c.Comparison(
         classes=classes,
         y_true=y,
-        proba_pr=good,
-        proba_base=bad if base else None,
+        outputs_pr=good,
+        outputs_base=bad if base else None,
         metrics=metrics,
         base_available=base,
         base_note="" if base else "main has no dvc.yaml: no base model",

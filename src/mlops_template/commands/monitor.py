@@ -302,10 +302,7 @@ def _logged_predictions(frame: Any, schema: dict[str, Any]) -> tuple[Any, str | 
     from mlops_template.monitor import prediction_frame
 
     if schema.get("task") == "regression":
-        return None, (
-            "a regression model's served predictions are not in the prediction log yet: "
-            "prediction drift not checked (a labelled or unlabelled batch file is)"
-        )
+        return _logged_values(frame)
     classes = [str(c) for c in schema["classes"]]
     columns = [f"{predlog.PROBABILITY_PREFIX}{c}" for c in classes]
     logged = predlog.logged_classes(frame)
@@ -315,6 +312,30 @@ def _logged_predictions(frame: Any, schema: dict[str, Any]) -> tuple[Any, str | 
             "checked (filter the window with --model-version)"
         )
     return prediction_frame(frame[predlog.PREDICTION], frame[columns], classes), None
+
+
+def _logged_values(frame: Any) -> tuple[Any, str | None]:
+    """A regression model's served values (`log.prediction`), as the drift check's
+    predicted-value column; a window that also holds class labels is refused."""
+    import pandas as pd
+
+    from mlops_template import predlog
+    from mlops_template.monitor import PREDICTED_VALUE
+
+    if predlog.PREDICTION not in frame.columns:
+        return None, "the log window has no predictions: prediction drift not checked"
+    values = pd.to_numeric(frame[predlog.PREDICTION], errors="coerce")
+    labels = frame[predlog.PREDICTION][values.isna() & frame[predlog.PREDICTION].notna()]
+    if len(labels) or predlog.logged_classes(frame):
+        return None, (
+            f"the log window holds class predictions (e.g. {labels.iloc[0]!r}) next to the "
+            "regression model's values: prediction drift not checked (filter the window "
+            "with --model-version)"
+            if len(labels)
+            else "the log window holds class probabilities next to the regression model's "
+            "values: prediction drift not checked (filter the window with --model-version)"
+        )
+    return pd.DataFrame({PREDICTED_VALUE: values.to_numpy(dtype=float)}), None
 
 
 # --------------------------------------------------------------------------- check

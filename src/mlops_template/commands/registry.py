@@ -184,7 +184,7 @@ def _write_card(
 
     p = params()
     intervals = metric_intervals(
-        comparison.y_true, comparison.classes, comparison.proba_pr,
+        comparison.y_true, comparison.classes, comparison.outputs_pr,
         metrics_to_compare(p.compare, p.gate, comparison.task),
         p.compare.bootstrap_resamples, p.compare.confidence, p.compare.seed, comparison.task,
     )  # fmt: skip
