@@ -14,6 +14,9 @@ PYTHON ?= python3
 BASE ?= $(shell git merge-base HEAD origin/main 2>/dev/null || echo HEAD~1)
 PORT ?= 8000
 PYTEST_ARGS ?=
+# `make test` runs test files on this many processes (pytest-xdist; whole files per
+# worker, so a module's fixtures are built once); 0 = one process.
+PYTEST_WORKERS ?= 2
 
 # No analytics or telemetry from DVC or CML; DVC's site cache stays inside the project.
 export DVC_NO_ANALYTICS := 1
@@ -174,7 +177,7 @@ sweep-apply: .venv/.synced ## Apply the best sweep trial (or EXP=sweep-3) to the
 
 .PHONY: test
 test: install ## Run the whole test suite (what .ci/run and CI run)
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: test-project
 test-project: install ## Only the checks of this project's params.yaml and data (tests/project/)

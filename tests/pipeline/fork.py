@@ -1,5 +1,6 @@
 """A fork's first day: it edits params.yaml (a hyperparameter; another dataset) and
-`make test` stays green. Each case changes a fresh copy of the template, then runs its
+`make test` stays green (tests/pipeline/test_fork_*_change.py, one file per change so
+that `make test`'s workers, which take whole files, run the two long cases side by side). Each case changes a fresh copy of the template, then runs its
 `make test` with a PATH that has no uv (uv is bootstrapped into the copy's .tools/, as
 on a fresh machine) on a subset: the template's fast tiers (which must not notice the
 change) and the project checks (which must pass on the changed params and data). The
@@ -14,7 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from tests.helpers import (
     TEMPLATE_ROOT,
     VENV_BIN,
@@ -24,8 +24,6 @@ from tests.helpers import (
     path_without,
     run,
 )
-
-pytestmark = pytest.mark.slow
 
 SUBSET = '-m "not slow or project" -p no:cacheprovider -rA'
 CHANGES: dict[str, dict[str, Any]] = {
@@ -69,8 +67,9 @@ def fresh_machine_env(shadow: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("change", sorted(CHANGES))
-def test_make_test_stays_green_after_a_params_only_change(change: str, tmp_path: Path) -> None:
+def make_test_stays_green_after(change: str, tmp_path: Path) -> None:
+    """Copy the template, apply CHANGES[change] to params.yaml, commit, and run the copy's
+    `make test` (the SUBSET) as on a fresh machine: it must pass, project checks included."""
     fork = copy_template(tmp_path / "fork")
     edit_params(fork, **CHANGES[change])
     run(["git", "commit", "-qam", f"my first change: {change}"], fork)
@@ -90,7 +89,14 @@ def test_make_test_stays_green_after_a_params_only_change(change: str, tmp_path:
     # -o: the borrowed environment is not re-synced (that would re-point its editable
     # install at the copy)
     done = make(
-        "-o", ".venv/.synced", "-o", "node_modules/.installed", "test", f"PYTEST_ARGS={SUBSET}"
+        "-o",
+        ".venv/.synced",
+        "-o",
+        "node_modules/.installed",
+        "test",
+        f"PYTEST_ARGS={SUBSET}",
+        # one process: the outer run's workers already take both cores
+        "PYTEST_WORKERS=0",
     )
     summaries = [line for line in done.stdout.splitlines() if PYTEST_SUMMARY.match(line)]
     summary = summaries[-1] if summaries else ""
