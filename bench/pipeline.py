@@ -3,6 +3,8 @@
 1. Default data: cold `dvc repro` (no outputs, empty cache) against the limit, the same
    five stage functions called in one Python process; plus the five stage commands run
    one by one without DVC, which splits the gap into process start-up and DVC itself.
+   --variants measures it for params-only switches too: `regression` (sklearn:diabetes),
+   `lightgbm` (train.model: lightgbm), `xgboost`.
 2. No-op `dvc repro` (everything up to date) against `dvc status`.
 3. Synthetic data (20 columns: 16 numeric, 4 categorical, ~2 % missing, binary target)
    at each size: wall time of the stages run directly and under `dvc repro`, DVC's
@@ -14,6 +16,7 @@ the least disturbed run); CPU seconds (user + sys of the processes) are shown to
 
     python bench/pipeline.py                       # everything, sizes 1e4 1e5 1e6
     python bench/pipeline.py --sizes 1e4 1e5 --repeats 1 --json bench/results/pipeline.json
+    python bench/pipeline.py --sizes --variants shipped regression lightgbm  # issue 11
 """
 
 from __future__ import annotations
@@ -64,6 +67,13 @@ kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print("DVC_SPLIT " + json.dumps({"code": code, "wall": wall,
       "dvc_cpu": me.ru_utime + me.ru_stime, "stages_cpu": kids.ru_utime + kids.ru_stime}))
 """
+# Params-only switches a fork makes on day one, measured like the shipped params.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped": {},
+    "regression": {"data.source": "sklearn:diabetes"},
+    "lightgbm": {"train.model": "lightgbm"},
+    "xgboost": {"train.model": "xgboost"},
+}
 # Big data: a fast model and one importance repeat (the figures are about the pipeline).
 SYNTHETIC_PARAMS: dict[str, Any] = {
     "data.source": "data/external/synthetic.parquet",
@@ -172,8 +182,10 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def bench_default(workdir: Path, repeats: int) -> dict[str, Any]:
-    project = copy_template(workdir / "default")
+def bench_default(workdir: Path, repeats: int, variant: str = "shipped") -> dict[str, Any]:
+    project = copy_template(workdir / f"default-{variant}")
+    if VARIANTS[variant]:
+        edit_params(project, **VARIANTS[variant])
     in_process_code = IN_PROCESS.format(stages=STAGES)
     dvc_runs, direct_runs, inproc_runs = [], [], []
     for _ in range(repeats):
@@ -270,10 +282,10 @@ def _link_count(path: Path) -> int:
 
 def report(results: dict[str, Any]) -> str:
     lines = [f"# Pipeline benchmark ({results['machine']})", ""]
-    if "default" in results:
-        d = results["default"]
+    for variant, d in results.get("defaults", {}).items():
+        changes = ", ".join(f"`{k}: {v}`" for k, v in VARIANTS[variant].items())
         lines += [
-            "## Default data (breast cancer, 569 rows x 31 columns)",
+            f"## Default data, {variant} params" + (f" ({changes})" if changes else ""),
             "",
             "| run | wall s | CPU s |",
             "|---|---:|---:|",
@@ -330,6 +342,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (best is kept)")
     parser.add_argument("--size-repeats", type=int, default=1, help="runs per synthetic size")
     parser.add_argument("--skip-default", action="store_true")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=sorted(VARIANTS),
+        default=["shipped"],
+        help="params-only switches to measure on the default data (see VARIANTS)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
     args = parser.parse_args()
@@ -339,9 +358,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
     try:
-        if not args.skip_default:
-            print("default data ...", file=sys.stderr, flush=True)
-            results["default"] = bench_default(workdir, args.repeats)
+        results["defaults"] = {}
+        for variant in [] if args.skip_default else args.variants:
+            print(f"default data, {variant} params ...", file=sys.stderr, flush=True)
+            results["defaults"][variant] = bench_default(workdir, args.repeats, variant)
         results["sizes"] = []
         for size in args.sizes:
             print(f"synthetic {int(size):,} rows ...", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -479,7 +480,7 @@ def check_data(
     if len(counts) >= 2 and n_missing_target == 0 and not looks_like_regression and fits:
         _check_leakage(frame, features, target, rules, result)
     if n_missing_target == 0 and regression_ok:
-        _check_regression_leakage(frame, features, target, rules, result)
+        _check_leakage(frame, features, target, rules, result, "regression")
     return result
 
 
@@ -574,73 +575,77 @@ def _check_test_copies(
     )
 
 
+# One feature scored against the target: (score, what it measures), or None to skip it.
+LeakageScore = Callable[[pd.Series], tuple[float, str] | None]
+
+
 def _check_leakage(
     frame: pd.DataFrame,
     features: list[str],
     target: str,
     rules: ValidateParams,
     result: ValidationResult,
+    task: str = "classification",
 ) -> None:
+    """A feature that alone predicts the target at least validate.leakage_max_score well
+    (it equals or trivially encodes the target), on a seeded sample of the rows."""
     failed = {c.column for c in result.failures}
     sample = frame
     if len(frame) > LEAKAGE_SAMPLE_ROWS:
         sample = frame.sample(LEAKAGE_SAMPLE_ROWS, random_state=0)
-    labels = sample[target].astype(str)
-    codes, classes = pd.factorize(labels)
+    score_of = _value_leakage if task == "regression" else _class_leakage
+    score_column = score_of(sample[target])
     for column in features:
-        if column in failed:
+        found = None if column in failed else score_column(sample[column])
+        if found is None:
             continue
-        values = sample[column]
-        if not is_numeric(values):
-            if values.astype(str).equals(labels):
-                result.add("leakage", False, "equals the target", column)
-                continue
-            if values.nunique() > ID_LIKE_UNIQUE_FRACTION * len(values):
-                continue
-        score = _column_score(values, codes, len(classes), LEAKAGE_BINS)
+        score, measure = found
+        if np.isinf(score):
+            result.add("leakage", False, measure, column)
+            continue
         result.add(
             "leakage",
             score < rules.leakage_max_score,
-            f"alone predicts the target with balanced accuracy {score:.3f} "
+            f"alone predicts the target with {measure} {score:.3f} "
             f"(validate.leakage_max_score: {rules.leakage_max_score})",
             column,
         )
 
 
-def _check_regression_leakage(
-    frame: pd.DataFrame,
-    features: list[str],
-    target: str,
-    rules: ValidateParams,
-    result: ValidationResult,
-) -> None:
-    """A numeric feature whose rank correlation with a numeric target is at least
-    validate.leakage_max_score in size (it equals or trivially encodes the target)."""
-    failed = {c.column for c in result.failures}
-    sample = frame
-    if len(frame) > LEAKAGE_SAMPLE_ROWS:
-        sample = frame.sample(LEAKAGE_SAMPLE_ROWS, random_state=0)
-    truth = sample[target].to_numpy(dtype=np.float64)
-    for column in features:
-        values = sample[column]
-        if column in failed or not is_numeric(values):
-            continue
+def _class_leakage(target: pd.Series) -> LeakageScore:
+    """Classes: the balanced accuracy of predicting the class from the column's bins or
+    levels alone (a text column equal to the target is leakage outright)."""
+    labels = target.astype(str)
+    codes, classes = pd.factorize(labels)
+
+    def score(values: pd.Series) -> tuple[float, str] | None:
+        if not is_numeric(values):
+            if values.astype(str).equals(labels):
+                return np.inf, "equals the target"
+            if values.nunique() > ID_LIKE_UNIQUE_FRACTION * len(values):
+                return None
+        return _column_score(values, codes, len(classes), LEAKAGE_BINS), "balanced accuracy"
+
+    return score
+
+
+def _value_leakage(target: pd.Series) -> LeakageScore:
+    """A number: the size of a numeric column's rank correlation with it."""
+    truth = target.to_numpy(dtype=np.float64)
+
+    def score(values: pd.Series) -> tuple[float, str] | None:
+        if not is_numeric(values):
+            return None
         x = values.to_numpy(dtype=np.float64, na_value=np.nan)
         present = ~np.isnan(x)
         if present.sum() < 3:
-            continue
-        rx = _ranks(x[present])
-        ry = _ranks(truth[present])
+            return None
+        rx, ry = _ranks(x[present]), _ranks(truth[present])
         if np.std(rx) == 0 or np.std(ry) == 0:
-            continue
-        score = float(abs(np.corrcoef(rx, ry)[0, 1]))
-        result.add(
-            "leakage",
-            score < rules.leakage_max_score,
-            f"alone predicts the target with |rank correlation| {score:.3f} "
-            f"(validate.leakage_max_score: {rules.leakage_max_score})",
-            column,
-        )
+            return None
+        return float(abs(np.corrcoef(rx, ry)[0, 1])), "|rank correlation|"
+
+    return score
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
