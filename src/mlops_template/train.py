@@ -124,6 +124,7 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
 
     import mlops_template.derived_features  # noqa: F401  (registers the blocks' converters)
 
+    register_boosting_converters(pipeline)
     unconvertible = list(_without_converter(pipeline))
     if unconvertible:
         path, cls = unconvertible[0]
@@ -151,6 +152,65 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
             "or its converter."
         ) from exc
     return _reproducible(model, schema)
+
+
+# Classifier options the converters accept (skl2onnx's "Convert a pipeline with a
+# LightGBM classifier" example); to_onnx sets zipmap=False (probabilities as a tensor).
+CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+
+
+def register_boosting_converters(pipeline: Any = None) -> list[str]:
+    """Teach skl2onnx LightGBM's and XGBoost's estimators, with onnxmltools' converters
+    (trees become ai.onnx.ml TreeEnsemble nodes). Only for the libraries the pipeline's
+    estimator comes from (None: both), so a pipeline without them imports neither. The
+    names of the registered classes are returned."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    module = "" if pipeline is None else type(pipeline.steps[-1][1]).__module__
+    registered: list[str] = []
+    if pipeline is None or module.startswith("lightgbm"):
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(
+            LGBMClassifier,
+            "LightGbmLGBMClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_lightgbm,
+            options=CLASSIFIER_OPTIONS,
+        )
+        update_registered_converter(
+            LGBMRegressor,
+            "LightGbmLGBMRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_lightgbm,
+        )
+        registered += ["LGBMClassifier", "LGBMRegressor"]
+    if pipeline is None or module.startswith(("xgboost", "mlops_template.boosting")):
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBRegressor
+
+        from mlops_template.boosting import LabelledXGBClassifier
+
+        update_registered_converter(
+            LabelledXGBClassifier,
+            "XGBoostXGBClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_xgboost,
+            options=CLASSIFIER_OPTIONS,
+        )
+        update_registered_converter(
+            XGBRegressor,
+            "XGBoostXGBRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_xgboost,
+        )
+        registered += ["LabelledXGBClassifier", "XGBRegressor"]
+    return registered
 
 
 def _without_converter(step: Any, path: str = "") -> Any:
