@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from tests.conftest import mixed_dataset, mixed_regression_dataset
-from tests.helpers import FIXTURE_CHURN_CSV, FIXTURE_PARAMS, run
+from tests.helpers import FIXTURE_CHURN_CSV, FIXTURE_PARAMS, edit_params, run
 from tests.serving.conftest import records
 
 from mlops_template import paths
@@ -269,3 +269,30 @@ def test_the_train_stage_is_byte_identical_across_processes(model: str, tmp_path
         run([sys.executable, "-m", "mlops_template", "train"], project, PYTHONHASHSEED=hash_seed)
         results.append(digests(project))
     assert results[0] == results[1]
+
+
+@pytest.mark.slow
+def test_a_params_only_switch_to_lightgbm_runs_the_pipeline_end_to_end(
+    fresh_project: Path,
+) -> None:
+    """A fork's day-one change: `train.model: lightgbm` in params.yaml (nothing else) and
+    `dvc repro evaluate` ingests, validates, splits, trains (ONNX parity checked) and
+    evaluates the ONNX model on the fixture data; a second repro runs nothing."""
+    edit_params(fresh_project, **{"train.model": "lightgbm"})
+    run(["git", "commit", "-qam", "train.model: lightgbm"], fresh_project)
+    done = run(["dvc", "repro", "evaluate"], fresh_project)
+    assert "Running stage 'train'" in done.stdout, done.stdout
+    info = read_json(fresh_project / paths.TRAIN_INFO)
+    assert info["model"] == "lightgbm" and "estimator" not in info
+    assert info["parity"]["label_mismatches"] == 0
+    assert info["parity"]["max_probability_difference"] <= info["parity"]["tolerance"]
+    assert info["hyperparameters"]["num_leaves"] == 31
+    skops_types = run(
+        [sys.executable, "-c", "import skops.io as s, sys; print(s.get_untrusted_types(file=sys.argv[1]))", paths.MODEL_SKOPS.as_posix()],
+        fresh_project,
+    ).stdout  # fmt: skip
+    assert "lightgbm.sklearn.LGBMClassifier" in skops_types
+    metrics = read_json(fresh_project / paths.METRICS)
+    assert metrics["roc_auc"] > 0.95  # breast_cancer: a real model
+    again = run(["dvc", "repro", "evaluate"], fresh_project)
+    assert "Running stage" not in again.stdout, again.stdout
