@@ -25,7 +25,9 @@ from pydantic import (
 
 from mlops_template import paths
 
-ModelName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+ModelName = Literal[
+    "logistic_regression", "random_forest", "hist_gradient_boosting", "lightgbm", "xgboost"
+]
 MetricName = Literal[
     "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss",
     "rmse", "mae", "r2", "mape",  # regression (lower is better, except r2)
@@ -175,6 +177,34 @@ class HistGradientBoostingParams(Section):
     early_stopping: bool = False
 
 
+class LightGBMParams(Section):
+    # lightgbm.LGBMClassifier / LGBMRegressor (user_model.py); threads, seed and the
+    # determinism switches are fixed there, not here.
+    n_estimators: PositiveInt = 200
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    num_leaves: Annotated[int, Field(ge=2, le=131072)] = 31
+    max_depth: PositiveInt | None = None  # null: no limit (LightGBM's -1)
+    min_child_samples: PositiveInt = 20
+    # row bagging (every iteration) below 1.0, seeded by train.seed
+    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 1.0
+    reg_lambda: Annotated[float, Field(ge=0)] = 0.0
+    class_weight: Literal["balanced"] | None = None
+
+
+class XGBoostParams(Section):
+    # xgboost.XGBClassifier / XGBRegressor with tree_method "hist" (user_model.py).
+    # XGBoost has no class weights (its scale_pos_weight is binary-only): none here.
+    n_estimators: PositiveInt = 200
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    max_depth: PositiveInt = 6
+    min_child_weight: Annotated[float, Field(ge=0)] = 1.0
+    subsample: Annotated[float, Field(gt=0, le=1)] = 1.0
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 1.0
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    max_bin: Annotated[int, Field(ge=2)] = 256
+
+
 class TrainParams(Section):
     # hist_gradient_boosting scales: 300k x 30 rows in minutes and under 2 GB, where the
     # random forest takes half an hour and ~10 GB (bench/models.py).
@@ -191,6 +221,8 @@ class TrainParams(Section):
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+    lightgbm: LightGBMParams = LightGBMParams()
+    xgboost: XGBoostParams = XGBoostParams()
 
     @property
     def estimator_params(self) -> Section:

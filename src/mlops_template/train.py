@@ -35,6 +35,18 @@ ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 # refused: loading must not construct arbitrary objects. The template's own feature
 # blocks (derived_features.BLOCKS) are trusted by exact name, not by a module prefix.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.sparse.")
+# The built-in LightGBM and XGBoost choices (train.model), by exact name: their sklearn
+# wrappers and boosters (a booster is restored from its own model text / buffer by the
+# library's loader, not by constructing arbitrary objects).
+TRUSTED_TYPES = (
+    "collections.OrderedDict",  # LightGBM's booster keeps its parameters in one
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+    "mlops_template.boosting.LabelledXGBClassifier",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBRegressor",
+)
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -124,6 +136,7 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
 
     import mlops_template.derived_features  # noqa: F401  (registers the blocks' converters)
 
+    register_boosting_converters(pipeline)
     unconvertible = list(_without_converter(pipeline))
     if unconvertible:
         path, cls = unconvertible[0]
@@ -151,6 +164,65 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
             "or its converter."
         ) from exc
     return _reproducible(model, schema)
+
+
+# Classifier options the converters accept (skl2onnx's "Convert a pipeline with a
+# LightGBM classifier" example); to_onnx sets zipmap=False (probabilities as a tensor).
+CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+
+
+def register_boosting_converters(pipeline: Any = None) -> list[str]:
+    """Teach skl2onnx LightGBM's and XGBoost's estimators, with onnxmltools' converters
+    (trees become ai.onnx.ml TreeEnsemble nodes). Only for the libraries the pipeline's
+    estimator comes from (None: both), so a pipeline without them imports neither. The
+    names of the registered classes are returned."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    module = "" if pipeline is None else type(pipeline.steps[-1][1]).__module__
+    registered: list[str] = []
+    if pipeline is None or module.startswith("lightgbm"):
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(
+            LGBMClassifier,
+            "LightGbmLGBMClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_lightgbm,
+            options=CLASSIFIER_OPTIONS,
+        )
+        update_registered_converter(
+            LGBMRegressor,
+            "LightGbmLGBMRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_lightgbm,
+        )
+        registered += ["LGBMClassifier", "LGBMRegressor"]
+    if pipeline is None or module.startswith(("xgboost", "mlops_template.boosting")):
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBRegressor
+
+        from mlops_template.boosting import LabelledXGBClassifier
+
+        update_registered_converter(
+            LabelledXGBClassifier,
+            "XGBoostXGBClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_xgboost,
+            options=CLASSIFIER_OPTIONS,
+        )
+        update_registered_converter(
+            XGBRegressor,
+            "XGBoostXGBRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_xgboost,
+        )
+        registered += ["LabelledXGBClassifier", "XGBRegressor"]
+    return registered
 
 
 def _without_converter(step: Any, path: str = "") -> Any:
@@ -342,32 +414,40 @@ def missing_value_probes(
     return pd.concat(parts, ignore_index=True)
 
 
-_SKOPS_ID = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"')
+_SKOPS_ID = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"|"([0-9a-f-]{36})\.bin"')
 
 
 def skops_bytes(pipeline: Any) -> bytes:
     """skops serialisation made byte-for-byte reproducible across processes.
 
     skops identifies objects (the ``__id__`` fields) and names array files by their
-    `id()`, a memory address that differs in every process, and stamps zip entries with
-    the current time. Ids are renumbered in order of first appearance (a bijection, so
-    shared references stay shared), arrays renamed to match, and timestamps fixed.
+    `id()`, a memory address that differs in every process, names byte-array files
+    (XGBoost's booster) by a random UUID, and stamps zip entries with the current time.
+    Ids are renumbered in order of first appearance (a bijection, so shared references
+    stay shared), array and byte files renamed to match, and timestamps fixed.
     """
     import skops.io as sio
 
     raw = zipfile.ZipFile(io.BytesIO(sio.dumps(pipeline)))
     numbering: dict[str, int] = {}
+    renamed: dict[str, str] = {}  # file in skops' archive -> file in ours
 
     def renumber(match: re.Match[str]) -> str:
+        if match.group(3):
+            new_name = renamed.setdefault(f"{match.group(3)}.bin", f"{len(renamed)}.bin")
+            return f'"{new_name}"'
         old = match.group(1) or match.group(2)
         new = numbering.setdefault(old, len(numbering))
-        return f'"__id__": {new}' if match.group(1) else f'"{new}.npy"'
+        if match.group(1):
+            return f'"__id__": {new}'
+        return '"' + renamed.setdefault(f"{old}.npy", f"{new}.npy") + '"'
 
     schema_text = _SKOPS_ID.sub(renumber, raw.read("schema.json").decode())
     entries = [("schema.json", schema_text.encode())]
-    arrays = [i.filename for i in raw.infolist() if i.filename != "schema.json"]
-    for old_name in sorted(arrays, key=lambda n: numbering[n.removesuffix(".npy")]):
-        entries.append((f"{numbering[old_name.removesuffix('.npy')]}.npy", raw.read(old_name)))
+    files = [i.filename for i in raw.infolist() if i.filename != "schema.json"]
+    order = list(renamed)
+    for old_name in sorted(files, key=order.index):
+        entries.append((renamed[old_name], raw.read(old_name)))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as target:
         for name, data in entries:
@@ -379,13 +459,14 @@ def skops_bytes(pipeline: Any) -> bytes:
 
 
 def load_skops(path: Path) -> Any:
-    """Load a skops model, trusting only sklearn/numpy types and the template's feature
-    blocks (no arbitrary objects)."""
+    """Load a skops model, trusting only sklearn/numpy types, the template's feature
+    blocks and the built-in LightGBM/XGBoost types (TRUSTED_TYPES; no arbitrary objects)."""
     import skops.io as sio
 
     from mlops_template.derived_features import BLOCKS
 
     trusted_types = {f"{cls.__module__}.{cls.__qualname__}" for cls in BLOCKS}
+    trusted_types.update(TRUSTED_TYPES)
     data = path.read_bytes()
     untrusted = sio.get_untrusted_types(data=data)
     refused = [
@@ -423,12 +504,16 @@ BUILTIN_ESTIMATORS = {
     "logistic_regression": "LogisticRegression",
     "random_forest": "RandomForestClassifier",
     "hist_gradient_boosting": "HistGradientBoostingClassifier",
+    "lightgbm": "LGBMClassifier",
+    "xgboost": "LabelledXGBClassifier",
 }
 # ... and for a regression target (user_model.build_regressor)
 BUILTIN_REGRESSORS = {
     "logistic_regression": "Ridge",
     "random_forest": "RandomForestRegressor",
     "hist_gradient_boosting": "HistGradientBoostingRegressor",
+    "lightgbm": "LGBMRegressor",
+    "xgboost": "XGBRegressor",
 }
 
 

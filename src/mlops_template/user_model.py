@@ -9,9 +9,11 @@ input columns of data/schema.json.
 What to edit:
 
 - `build_estimator`: return any sklearn classifier (a regressor when `task` is
-  "regression", see data.task) that skl2onnx can convert (the three built-in choices
-  below are examples, picked by `train.model` in params.yaml). Keep its hyperparameters
-  in params.yaml (`params` is the validated `train` section).
+  "regression", see data.task) that skl2onnx can convert (the five built-in choices
+  below are examples, picked by `train.model` in params.yaml: logistic_regression,
+  random_forest, hist_gradient_boosting, lightgbm, xgboost; LightGBM and XGBoost convert
+  with onnxmltools' converters, registered by train.register_boosting_converters). Keep
+  its hyperparameters in params.yaml (`params` is the validated `train` section).
 - `scale_numeric`: whether numeric columns are standardised before your estimator
   (linear models, SVMs, k-NN: yes; tree models: no, see features.build_preprocessor).
 - `feature_steps`: new columns computed from the raw columns, e.g. a ratio. Use the
@@ -60,7 +62,44 @@ def build_estimator(params: TrainParams, task: str = "classification") -> Any:
         return LogisticRegression(random_state=params.seed, **hp)
     if params.model == "random_forest":
         return RandomForestClassifier(random_state=params.seed, n_jobs=1, **hp)
+    if params.model == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(**lightgbm_settings(params, hp))
+    if params.model == "xgboost":
+        from mlops_template.boosting import LabelledXGBClassifier
+
+        # xgboost wants labels 0..K-1: this subclass encodes and decodes the template's
+        return LabelledXGBClassifier(**xgboost_settings(params, hp))
     return HistGradientBoostingClassifier(random_state=params.seed, **hp)
+
+
+def lightgbm_settings(params: TrainParams, hp: dict[str, Any]) -> dict[str, Any]:
+    """train.lightgbm plus what makes a LightGBM fit reproducible: one thread, the seed,
+    deterministic=True with row-wise histograms (no timing-based choice between row- and
+    column-wise), and no log lines on stdout."""
+    settings = dict(hp)
+    if settings["max_depth"] is None:
+        settings["max_depth"] = -1  # LightGBM's "no limit"
+    # bagging is on only when rows are subsampled, and then every iteration
+    settings["subsample_freq"] = 1 if settings["subsample"] < 1 else 0
+    return settings | {
+        "random_state": params.seed,
+        "n_jobs": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+
+
+def xgboost_settings(params: TrainParams, hp: dict[str, Any]) -> dict[str, Any]:
+    """train.xgboost plus one thread, the seed and the CPU histogram method."""
+    return dict(hp) | {
+        "random_state": params.seed,
+        "n_jobs": 1,
+        "tree_method": "hist",
+        "verbosity": 0,
+    }
 
 
 def build_regressor(params: TrainParams) -> Any:
@@ -81,6 +120,14 @@ def build_regressor(params: TrainParams) -> Any:
         return Ridge(alpha=1.0 / hp["C"], max_iter=hp["max_iter"], random_state=params.seed)
     if params.model == "random_forest":
         return RandomForestRegressor(random_state=params.seed, n_jobs=1, **hp)
+    if params.model == "lightgbm":
+        from lightgbm import LGBMRegressor
+
+        return LGBMRegressor(**lightgbm_settings(params, hp))
+    if params.model == "xgboost":
+        from xgboost import XGBRegressor
+
+        return XGBRegressor(**xgboost_settings(params, hp))
     return HistGradientBoostingRegressor(random_state=params.seed, **hp)
 
 
