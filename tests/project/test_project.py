@@ -33,6 +33,18 @@ def test_params_yaml_is_valid_and_its_data_exists(project_build: ProjectBuild) -
     assert done.returncode == 0, done.stderr
 
 
+def test_the_sweep_space_gives_trials() -> None:
+    """`make sweep` has something to run: the params' sweep.space (when it lists any) gives
+    trials. Whether its keys belong to train.model is checked by `sweep run` itself, so
+    switching the model by params never fails `make test`."""
+    from mlops_template.sweep import trials
+
+    params = load_params(TEMPLATE_ROOT / "params.yaml")
+    if not params.sweep.space:
+        pytest.skip("sweep.space is empty: `make sweep` has nothing to search")
+    assert trials(params.sweep), f"sweep.space {params.sweep.space} gives no trials"
+
+
 def _stage_inputs(stage: dict[str, Any]) -> tuple[Any, Any]:
     deps = sorted((d["path"], d.get("md5"), d.get("size")) for d in stage.get("deps", []))
     return deps, stage.get("params")

@@ -168,12 +168,6 @@ def test_a_valid_sweep_section_parses(fixture_params: dict[str, Any]) -> None:
     assert params.sweep.metric == "log_loss"
 
 
-def test_the_shipped_params_yaml_sweep_is_valid_and_has_trials() -> None:
-    params = parse_params(yaml.safe_load((TEMPLATE_ROOT / "params.yaml").read_text()))
-    assert len(trials(params.sweep)) >= 2
-    assert keys_without_effect(params.sweep.space, params.train.model) == []
-
-
 @pytest.mark.parametrize(
     ("space", "expected"),
     [
@@ -184,7 +178,7 @@ def test_the_shipped_params_yaml_sweep_is_valid_and_has_trials() -> None:
         ({KEY: [10, -3]}, f"sweep.space.{KEY}: -3 must be greater than 0"),
         ({KEY: [10, "20"]}, f"sweep.space.{KEY}: '20' must be an integer"),
         ({KEY: [1.5]}, f"sweep.space.{KEY}: 1.5 must be an integer"),
-        ({"train.model": ["xgboost"]}, "sweep.space.train.model: 'xgboost' must be one of"),
+        ({"train.model": ["catboost"]}, "sweep.space.train.model: 'catboost' must be one of"),
         ({"train.random_forest.max_features": ["all"]}, "sweep.space.train.random_forest.max_features: 'all'"),
         ({KEY: []}, f"sweep.space.{KEY}: [] must list at least 1 value"),
         ({KEY: 10}, f"sweep.space.{KEY}: 10 must be a list"),
