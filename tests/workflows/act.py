@@ -411,11 +411,43 @@ class World:
             args += ["-s", f"{name}={value}"]
         if job:
             args += ["-j", job]
-        result = subprocess.run(
-            args, cwd=repo.path, env=host_env(), text=True, capture_output=True, timeout=timeout
-        )
+        for _ in range(1 + LOST_OUTPUT_RETRIES):
+            result = subprocess.run(
+                args, cwd=repo.path, env=host_env(), text=True, capture_output=True, timeout=timeout
+            )
+            output = result.stdout + result.stderr
+            if result.returncode == 0 or not lost_step_output(output):
+                break
         shutil.rmtree(action_cache, ignore_errors=True)
-        return ActResult(result.returncode, result.stdout + result.stderr, run_id, self)
+        return ActResult(result.returncode, output, run_id, self)
+
+
+# act's host executor now and then loses every output line of a step that fails within
+# milliseconds (seen twice in ~40 full runs: the step's `::error` text missing, the
+# failure line present): such a run is repeated once. A step that fails printing nothing
+# fails the same way again, so a real failure is still reported.
+LOST_OUTPUT_RETRIES = 1
+_STEP_RUN = re.compile(r"⭐ Run (Main|Pre|Post) (.+)$")
+_STEP_FAILED = re.compile(r"❌  Failure - (Main|Pre|Post) (.+) \[[^]]+\]$")
+# act's own lines about steps; anything else in a step's span is its output (`| text`,
+# `❗  ::error ...`, ...)
+_STEP_MARK = re.compile(r"⭐ Run |✅  Success - |❌  Failure - |\] exit status \d+$")
+
+
+def lost_step_output(output: str) -> bool:
+    """A failed step with no output line between its start and its failure."""
+    started: dict[tuple[str, str], int] = {}
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if run := _STEP_RUN.search(line):
+            started[run.groups()] = i
+        elif (failed := _STEP_FAILED.search(line)) and failed.groups() in started:
+            between = lines[started[failed.groups()] + 1 : i]
+            if not any(_STEP_RUN.search(x) for x in between) and not any(
+                not _STEP_MARK.search(x) for x in between
+            ):
+                return True
+    return False
 
 
 def host_env() -> dict[str, str]:

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterator
 
 import pytest
-from tests.workflows.act import ActResult, GitRepo, World, make_repo, push_event
+from tests.workflows.act import ActResult, GitRepo, World, lost_step_output, make_repo, push_event
 from tests.workflows.downloads import CML_RELEASE, RECORDER, UNSET, downloads
 
 pytestmark = pytest.mark.slow
@@ -152,6 +152,11 @@ def test_a_refused_release_lookup_fails_with_githubs_answer(world: World, repo: 
     assert result.returncode != 0, result
     assert result.step_failed(SETUP), result
     assert "answered 401" in result.output and "Bad credentials" in result.output
+    # the harness's detector of act's lost step output (act.LOST_OUTPUT_RETRIES) reads
+    # this real failure, output and all, as not lost; the same log without the step's
+    # lines as lost
+    assert not lost_step_output(result.output)
+    assert lost_step_output("\n".join(x for x in result.output.splitlines() if "::error" not in x))
     assert not result.step_ran(USE)
 
 
