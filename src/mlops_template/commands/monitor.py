@@ -324,18 +324,19 @@ def _logged_values(frame: Any) -> tuple[Any, str | None]:
 
     if predlog.PREDICTION not in frame.columns:
         return None, "the log window has no predictions: prediction drift not checked"
-    values = pd.to_numeric(frame[predlog.PREDICTION], errors="coerce")
-    labels = frame[predlog.PREDICTION][values.isna() & frame[predlog.PREDICTION].notna()]
-    if len(labels) or predlog.logged_classes(frame):
-        return None, (
-            f"the log window holds class predictions (e.g. {labels.iloc[0]!r}) next to the "
-            "regression model's values: prediction drift not checked (filter the window "
-            "with --model-version)"
-            if len(labels)
-            else "the log window holds class probabilities next to the regression model's "
-            "values: prediction drift not checked (filter the window with --model-version)"
-        )
-    return pd.DataFrame({PREDICTED_VALUE: values.to_numpy(dtype=float)}), None
+    logged = frame[predlog.PREDICTION]
+    values = pd.to_numeric(logged, errors="coerce")
+    labels = logged[values.isna() & logged.notna()]
+    if len(labels):
+        other = f"class predictions (e.g. {labels.iloc[0]!r})"
+    elif predlog.logged_classes(frame):
+        other = "class probabilities"
+    else:
+        return pd.DataFrame({PREDICTED_VALUE: values.to_numpy(dtype=float)}), None
+    return None, (
+        f"the log window holds {other} next to the regression model's values: prediction "
+        "drift not checked (filter the window with --model-version)"
+    )
 
 
 # --------------------------------------------------------------------------- check
