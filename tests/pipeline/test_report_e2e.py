@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.helpers import copy_template, edit_params, run
+from tests.pipeline.pr_report import branch_from, commit_all, outputs, report
 
 pytestmark = pytest.mark.slow
 
@@ -18,32 +19,6 @@ RUN_ENV = {
     "GITHUB_REPOSITORY": "octo/repo",
     "GITHUB_RUN_ID": "77",
 }
-
-
-def report(project: Path, base: str, **env: str):
-    return run(
-        ["python", "-m", "mlops_template", "report", "--base", base], project, check=False, **env
-    )
-
-
-def commit_all(project: Path, message: str) -> str:
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "--allow-empty", "-m", message], project)
-    return run(["git", "rev-parse", "HEAD"], project).stdout.strip()
-
-
-def branch_from(project: Path, name: str, start: str) -> None:
-    run(["git", "checkout", "-q", "-f", "-B", name, start], project)
-    run(["dvc", "checkout", "--quiet"], project)  # the outputs of START, from the cache
-
-
-def outputs(project: Path) -> tuple[str, dict, dict]:
-    out = project / "reports" / "pr"
-    return (
-        (out / "report.md").read_text(),
-        json.loads((out / "gate.json").read_text()),
-        json.loads((out / "comparison.json").read_text()),
-    )
 
 
 def assert_worktrees_cleaned(project: Path) -> None:

@@ -5,11 +5,9 @@ no change and worse, with the real command; no stubs."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from tests.helpers import copy_template, edit_params, run
+from tests.pipeline.pr_report import branch_from, commit_all, outputs, report
 
 pytestmark = pytest.mark.slow
 
@@ -19,30 +17,6 @@ GATE = {
     "gate.min": {},
     "gate.max_regression": {"r2": 0.02, "rmse": 1.0},
 }
-
-
-def report(project: Path, base: str):
-    return run(["python", "-m", "mlops_template", "report", "--base", base], project, check=False)
-
-
-def commit_all(project: Path, message: str) -> str:
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "--allow-empty", "-m", message], project)
-    return run(["git", "rev-parse", "HEAD"], project).stdout.strip()
-
-
-def branch_from(project: Path, name: str, start: str) -> None:
-    run(["git", "checkout", "-q", "-f", "-B", name, start], project)
-    run(["dvc", "checkout", "--quiet"], project)
-
-
-def outputs(project: Path) -> tuple[str, dict, dict]:
-    out = project / "reports" / "pr"
-    return (
-        (out / "report.md").read_text(),
-        json.loads((out / "gate.json").read_text()),
-        json.loads((out / "comparison.json").read_text()),
-    )
 
 
 @pytest.fixture(scope="module")
