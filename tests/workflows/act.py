@@ -54,6 +54,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import cache
@@ -62,6 +63,7 @@ from typing import Any
 
 from tests.helpers import TEMPLATE_ROOT, VENV_BIN, copy_template, run, tool_env, uv_binary
 from tests.workflows.downloads import downloads
+from tests.workflows.fake_github import FakeGitHub
 
 ACT = VENV_BIN / "act"
 HERE = Path(__file__).resolve().parent
@@ -296,9 +298,13 @@ class ActResult:
         lines = self.output.splitlines()
         failed = next((i for i, line in enumerate(lines) if "❌" in line), len(lines) - 1)
         excerpt = "\n".join(lines[max(0, failed - 40) : failed + 3])
+        failures = "\n".join(line for line in lines if "❌" in line)  # every failed step
         log = self.world.store / f"act-{self.run_id}.log"
         log.write_text(self.output)
-        return f"ActResult(returncode={self.returncode}, log {log}, up to the first failure:\n{excerpt}\n)"
+        return (
+            f"ActResult(returncode={self.returncode}, log {log}, failed:\n{failures}\n"
+            f"up to the first failure:\n{excerpt}\n)"
+        )
 
     @property
     def succeeded(self) -> bool:
@@ -329,6 +335,12 @@ class ActResult:
         return f"act run {self.run_id} exited {self.returncode}\n{self.output[-12000:]}"
 
 
+@dataclass
+class Snapshot:
+    store: Path  # a copy of World.store
+    github: list[tuple[FakeGitHub, Any]]
+
+
 class World:
     """One simulated GitHub repository: cache, artifacts and API answers shared by its runs."""
 
@@ -341,6 +353,25 @@ class World:
 
     def new_run_id(self) -> int:
         return next(self._ids)
+
+    def snapshot(self) -> Snapshot:
+        """A copy of everything a run can change: the store and the live fake GitHubs."""
+        saved = Path(tempfile.mkdtemp(prefix="world-", dir=self.store.parent))
+        shutil.copytree(self.store, saved, symlinks=True, dirs_exist_ok=True)
+        return Snapshot(saved, [(fake, fake.snapshot()) for fake in FakeGitHub.live])
+
+    def restore(self, snapshot: Snapshot) -> None:
+        for entry in self.store.iterdir():
+            if entry.name != "act":  # the action cache of the run about to repeat
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in snapshot.store.iterdir():
+            if entry.name != "act":
+                if entry.is_dir():
+                    shutil.copytree(entry, self.store / entry.name, symlinks=True)
+                else:
+                    shutil.copy2(entry, self.store / entry.name)
+        for fake, state in snapshot.github:
+            fake.restore(state)
 
     def cml_log(self, run_id: int) -> Path:
         return self.store / "cml" / f"{run_id}.jsonl"
@@ -411,7 +442,13 @@ class World:
             args += ["-s", f"{name}={value}"]
         if job:
             args += ["-j", job]
-        for _ in range(1 + LOST_OUTPUT_RETRIES):
+        # A repeated run must start from the state the first one found: its artifacts, the
+        # caches it saved, recorded calls and GitHub's comments would otherwise be there
+        # already (upload-artifact refuses a second artifact of the same name on a run).
+        before = self.snapshot()
+        for attempt in range(1 + LOST_OUTPUT_RETRIES):
+            if attempt:
+                self.restore(before)
             result = subprocess.run(
                 args, cwd=repo.path, env=host_env(), text=True, capture_output=True, timeout=timeout
             )
@@ -419,6 +456,7 @@ class World:
             if result.returncode == 0 or not lost_step_output(output):
                 break
         shutil.rmtree(action_cache, ignore_errors=True)
+        shutil.rmtree(before.store, ignore_errors=True)
         return ActResult(result.returncode, output, run_id, self)
 
 

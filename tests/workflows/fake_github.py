@@ -15,12 +15,13 @@ Every request is recorded (method, path, query, authorization).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 LIST = re.compile(r"^/repos/([\w.-]+/[\w.-]+)/issues/(\d+)/comments$")
@@ -35,6 +36,8 @@ class FakeGitHub:
     port: int = 0
     _ids: int = 1_000_000
     _server: ThreadingHTTPServer | None = None
+    # The started fakes, for the act harness: a repeated act run restores their state.
+    live: ClassVar[list[FakeGitHub]] = []
 
     @property
     def url(self) -> str:
@@ -146,8 +149,20 @@ class FakeGitHub:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_port
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        FakeGitHub.live.append(self)
         return self
 
+    def snapshot(self) -> Any:
+        return copy.deepcopy((self.issues, self.requests, self._ids))
+
+    def restore(self, state: Any) -> None:
+        issues, requests, self._ids = copy.deepcopy(state)
+        self.issues.clear()
+        self.issues.update(issues)
+        self.requests[:] = requests
+
     def stop(self) -> None:
+        if self in FakeGitHub.live:
+            FakeGitHub.live.remove(self)
         if self._server:
             self._server.shutdown()
