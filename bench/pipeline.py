@@ -1,7 +1,7 @@
 """Pipeline benchmark: prints figures (it is not a test and asserts nothing).
 
 1. Default data: cold `dvc repro` (no outputs, empty cache) against the limit, the same
-   six stage functions called in one Python process; plus the six stage commands run
+   five stage functions called in one Python process; plus the five stage commands run
    one by one without DVC, which splits the gap into process start-up and DVC itself.
    --variants measures it for params-only switches too: `regression` (sklearn:diabetes),
    `lightgbm` (train.model: lightgbm), `xgboost`.
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.helpers import copy_template, edit_params, tool_env  # noqa: E402
 
-STAGES = ["ingest", "validate", "split", "train", "evaluate", "baseline"]  # dvc.yaml order
+STAGES = ["ingest", "validate", "split", "train", "evaluate"]  # dvc.yaml order
 OUTPUT_DIRS = ["data/raw", "data/split", "models", "eval", "reports"]
 OUTPUT_FILES = ["data/schema.json"]
 IN_PROCESS = """

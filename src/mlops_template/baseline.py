@@ -25,7 +25,6 @@ import pandas as pd
 
 from mlops_template.config import LogisticRegressionParams
 from mlops_template.data import frame_hash
-from mlops_template.evaluate import compute_metrics, compute_regression_metrics
 from mlops_template.features import (
     build_preprocessor,
     feature_frame,
@@ -33,6 +32,7 @@ from mlops_template.features import (
     target_labels,
 )
 from mlops_template.files import json_number
+from mlops_template.metrics import compute_metrics, compute_regression_metrics
 
 
 def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> np.ndarray:
@@ -68,9 +68,9 @@ def linear_proba(
 def baseline_metrics(
     train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int = 0
 ) -> dict[str, Any]:
-    """Metrics of each baseline on TEST (evaluate.compute_metrics, the one definition;
+    """Metrics of each baseline on TEST (metrics.compute_metrics, the one definition;
     an undefined metric is null). Regression: `mean` and `linear` (a ridge regression),
-    scored by evaluate.compute_regression_metrics."""
+    scored by metrics.compute_regression_metrics."""
     if is_regression(schema):
         return regression_baseline_metrics(train, test, schema, seed)
     classes = [str(c) for c in schema["classes"]]

@@ -34,7 +34,7 @@ MetricName = Literal[
 ]  # fmt: skip
 # Metrics bounded to [0, 1] (floors and baseline margins are checked against that).
 UNIT_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
-# Reference models of the `baseline` stage (eval/baseline.json) the gate can be relative
+# Reference models fitted by the train stage (eval/baseline.json) the gate can be relative
 # to: majority (classification), mean (regression), linear (either task).
 BaselineName = Literal["majority", "mean", "linear"]
 BUILTIN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes")
@@ -248,7 +248,7 @@ class GateParams(Section):
     # enforce: a failed gate fails the PR check / refuses promotion; warn: report only.
     mode: Literal["enforce", "warn"] = "enforce"
     # Floors relative to the baselines the pipeline fits on the same train rows and scores
-    # on the same test rows (the `baseline` stage): the candidate must beat each listed
+    # on the same test rows (fitted by the train stage): the candidate must beat each listed
     # baseline by at least the margin (a negative margin: may trail it by at most that
     # much). They fit any dataset on day one, unlike absolute floors.
     baseline: dict[BaselineName, dict[MetricName, float]] = {

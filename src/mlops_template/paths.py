@@ -27,7 +27,7 @@ EVAL_DIR = Path("eval")
 METRICS = EVAL_DIR / "metrics.json"
 PLOTS_DIR = EVAL_DIR / "plots"
 IMPORTANCE = EVAL_DIR / "importance.json"
-BASELINE = EVAL_DIR / "baseline.json"  # the gate's reference models (baseline stage)
+BASELINE = EVAL_DIR / "baseline.json"  # the gate's reference models (train stage)
 
 PR_REPORT_DIR = Path("reports/pr")
 PR_REPORT_MD = PR_REPORT_DIR / "report.md"

@@ -15,7 +15,7 @@ from tests.helpers import copy_template, edit_params, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest", "validate", "split", "train", "evaluate", "baseline"]
+STAGES = ["ingest", "validate", "split", "train", "evaluate"]
 
 
 def repro(project: Path, *args: str) -> str:

@@ -1,4 +1,4 @@
-"""The gate's reference models (baseline stage): what each one scores, on which rows."""
+"""The gate's reference models (fitted by the train stage): what each one scores, on which rows."""
 
 from __future__ import annotations
 
