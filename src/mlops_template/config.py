@@ -25,8 +25,15 @@ from pydantic import (
 
 from mlops_template import paths
 
+# logistic_regression is for a classification target, ridge for a regression one; the
+# others pick the classifier or the regressor of their family from the target.
 ModelName = Literal[
-    "logistic_regression", "random_forest", "hist_gradient_boosting", "lightgbm", "xgboost"
+    "logistic_regression",
+    "ridge",
+    "random_forest",
+    "hist_gradient_boosting",
+    "lightgbm",
+    "xgboost",
 ]
 MetricName = Literal[
     "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss",
@@ -160,6 +167,11 @@ class LogisticRegressionParams(Section):
     class_weight: Literal["balanced"] | None = None
 
 
+class RidgeParams(Section):
+    # sklearn.linear_model.Ridge (regression targets only): the L2 penalty's strength
+    alpha: Annotated[float, Field(gt=0)] = 1.0
+
+
 class RandomForestParams(Section):
     n_estimators: PositiveInt = 100
     max_depth: PositiveInt | None = None
@@ -219,6 +231,7 @@ class TrainParams(Section):
     # on every test row, else the train stage fails.
     onnx_value_tolerance: Annotated[float, Field(gt=0, le=0.1)] = 1e-3
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+    ridge: RidgeParams = RidgeParams()
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
     lightgbm: LightGBMParams = LightGBMParams()

@@ -24,12 +24,13 @@ import itertools
 import json
 import random
 import re
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_template import paths
-from mlops_template.config import SweepParams, SweepValue
+from mlops_template.config import ModelName, SweepParams, SweepValue
 from mlops_template.evaluate import (
     CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
@@ -38,7 +39,8 @@ from mlops_template.evaluate import (
 
 NAME_PREFIX = "sweep-"
 _NAME = re.compile(rf"^{re.escape(NAME_PREFIX)}(\d+)$")
-ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+# the train.* sections that hold one built-in estimator's settings
+ESTIMATORS = typing.get_args(ModelName)
 # executor states of `dvc exp show --json` that are not finished yet
 PENDING_STATES = ("queued", "running")
 

@@ -515,7 +515,7 @@ BUILTIN_ESTIMATORS = {
 }
 # ... and for a regression target (user_model.build_regressor)
 BUILTIN_REGRESSORS = {
-    "logistic_regression": "Ridge",
+    "ridge": "Ridge",
     "random_forest": "RandomForestRegressor",
     "hist_gradient_boosting": "HistGradientBoostingRegressor",
     "lightgbm": "LGBMRegressor",
@@ -529,7 +529,8 @@ def custom_steps_record(pipeline: Any, params: TrainParams) -> dict[str, Any]:
     Empty for the built-in pipeline (whose record stays as it always was)."""
     *features, (_, estimator) = [s for s in pipeline.steps if s[0] != "preprocess"]
     record: dict[str, Any] = {}
-    builtin = (BUILTIN_REGRESSORS if _is_regressor(estimator) else BUILTIN_ESTIMATORS)[params.model]
+    builtins = BUILTIN_REGRESSORS if _is_regressor(estimator) else BUILTIN_ESTIMATORS
+    builtin = builtins.get(params.model)  # none: user_model's own for this task
     if type(estimator).__name__ != builtin:
         record["estimator"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     if features:

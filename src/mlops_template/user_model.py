@@ -9,9 +9,10 @@ input columns of data/schema.json.
 What to edit:
 
 - `build_estimator`: return any sklearn classifier (a regressor when `task` is
-  "regression", see data.task) that skl2onnx can convert (the five built-in choices
-  below are examples, picked by `train.model` in params.yaml: logistic_regression,
-  random_forest, hist_gradient_boosting, lightgbm, xgboost; LightGBM and XGBoost convert
+  "regression", see data.task) that skl2onnx can convert (the built-in choices
+  below are examples, picked by `train.model` in params.yaml: logistic_regression
+  (classification) or ridge (regression), random_forest, hist_gradient_boosting,
+  lightgbm, xgboost; LightGBM and XGBoost convert
   with onnxmltools' converters, registered by train.register_boosting_converters). Keep
   its hyperparameters in params.yaml (`params` is the validated `train` section).
 - `scale_numeric`: whether numeric columns are standardised before your estimator
@@ -55,9 +56,16 @@ def build_estimator(params: TrainParams, task: str = "classification") -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
+    from mlops_template.train import ModelError
+
     hp = params.estimator_params.model_dump()
     if task == "regression":
         return build_regressor(params)
+    if params.model == "ridge":
+        raise ModelError(
+            "train.model: 'ridge' is a regressor, and the target is a classification one; "
+            "use logistic_regression (train.logistic_regression) for a linear classifier"
+        )
     if params.model == "logistic_regression":
         return LogisticRegression(random_state=params.seed, **hp)
     if params.model == "random_forest":
@@ -116,8 +124,12 @@ def build_regressor(params: TrainParams) -> Any:
             "applies to classification only; set it to null for a regression target"
         )
     if params.model == "logistic_regression":
-        # the linear family: ridge regression, its penalty the inverse of train...C
-        return Ridge(alpha=1.0 / hp["C"], max_iter=hp["max_iter"], random_state=params.seed)
+        raise ModelError(
+            "train.model: 'logistic_regression' is a classifier, and the target is a "
+            "regression one; use ridge (train.ridge.alpha) for a linear regressor"
+        )
+    if params.model == "ridge":
+        return Ridge(random_state=params.seed, **hp)
     if params.model == "random_forest":
         return RandomForestRegressor(random_state=params.seed, n_jobs=1, **hp)
     if params.model == "lightgbm":
@@ -133,7 +145,7 @@ def build_regressor(params: TrainParams) -> Any:
 
 def scale_numeric(params: TrainParams) -> bool:
     """Standardise numeric columns for the estimator (only the linear model wants it)."""
-    return params.model == "logistic_regression"
+    return params.model in {"logistic_regression", "ridge"}
 
 
 def feature_steps(params: TrainParams, schema: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -29,9 +29,9 @@ from mlops_template.train import (
 )
 from mlops_template.validate import infer_schema
 
-MODELS = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+MODELS = ["ridge", "random_forest", "hist_gradient_boosting"]
 REGRESSORS = {
-    "logistic_regression": "Ridge",
+    "ridge": "Ridge",
     "random_forest": "RandomForestRegressor",
     "hist_gradient_boosting": "HistGradientBoostingRegressor",
 }
@@ -90,7 +90,7 @@ def test_builtin_models_become_regressors_with_onnx_value_parity(
 def test_value_parity_catches_a_different_model(dataset: tuple) -> None:
     train, test, schema = dataset
     pipeline = fit_pipeline(train, schema, fast_params("hist_gradient_boosting"))
-    other = to_onnx(fit_pipeline(train, schema, fast_params("logistic_regression")), schema)
+    other = to_onnx(fit_pipeline(train, schema, fast_params("ridge")), schema)
     parity = check_value_parity(pipeline, other, test, schema, 1e-3)
     assert not parity.passed and parity.mismatches > len(test) // 2
 
@@ -122,4 +122,29 @@ def test_a_classifier_for_a_regression_target_is_refused(
     _, _, schema = dataset
     monkeypatch.setattr(user_model, "build_estimator", lambda p, task="x": LogisticRegression())
     with pytest.raises(ModelError, match="returned LogisticRegression for a regression target"):
+        build_pipeline(schema, fast_params("ridge"))
+
+
+def test_logistic_regression_on_a_regression_target_is_refused_naming_ridge(
+    dataset: tuple,
+) -> None:
+    _, _, schema = dataset
+    with pytest.raises(ModelError, match=r"train\.model: 'logistic_regression' is a classifier"):
         build_pipeline(schema, fast_params("logistic_regression"))
+    with pytest.raises(ModelError, match=r"use ridge \(train\.ridge\.alpha\)"):
+        build_pipeline(schema, fast_params("logistic_regression"))
+
+
+def test_ridge_on_a_classification_target_is_refused_naming_logistic_regression() -> None:
+    frame = load_builtin("breast_cancer")
+    schema = infer_schema(frame, DataParams(source="sklearn:breast_cancer"))
+    with pytest.raises(ModelError, match=r"'ridge' is a regressor.*use logistic_regression"):
+        build_pipeline(schema, fast_params("ridge"))
+
+
+def test_train_ridge_alpha_reaches_the_regressor(dataset: tuple) -> None:
+    _, _, schema = dataset
+    params = TrainParams.model_validate({"model": "ridge", "ridge": {"alpha": 7.5}})
+    assert build_pipeline(schema, params).named_steps["model"].alpha == 7.5
+    with pytest.raises(ValueError, match="alpha"):
+        TrainParams.model_validate({"model": "ridge", "ridge": {"alpha": 0}})

@@ -149,6 +149,10 @@ def test_keys_of_another_estimator_are_flagged() -> None:
     assert keys_without_effect(space, "hist_gradient_boosting") == [KEY]
     assert keys_without_effect(space, "random_forest") == []
     assert keys_without_effect({**space, "train.model": ["random_forest"]}, "x") == []
+    # every built-in section counts, the boosting libraries' and ridge's too
+    boosted = {"train.lightgbm.num_leaves": [15], "train.ridge.alpha": [0.1]}
+    assert keys_without_effect(boosted, "xgboost") == list(boosted)
+    assert keys_without_effect(boosted, "lightgbm") == ["train.ridge.alpha"]
 
 
 # ------------------------------------------------------------------ validation
