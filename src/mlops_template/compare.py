@@ -776,6 +776,9 @@ class GateDecision:
     reasons: list[str]  # one per failed rule, naming it
     rules: list[RuleResult]
     notes: list[str]  # e.g. "no base model: regression rules skipped"
+    # rules on the other task's metrics (params.yaml can hold both, so a fork switches
+    # task by params only): not judged, and shown apart from the notes
+    other_task_rules: list[str] = field(default_factory=list)
 
     @property
     def blocking(self) -> bool:
@@ -935,10 +938,6 @@ def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
         f"gate.max_regression.{m}" for m in gate.max_regression
     ]
     other = [key for key in other if not applies(key.rsplit(".", 1)[1])]
-    if other:
-        notes.append(
-            f"not judged for a {task} model (metrics of the other task): {', '.join(other)}"
-        )
     if not rules and other:
         rules.append(
             RuleResult(
@@ -960,7 +959,7 @@ def decide_gate(comparison: Comparison, gate: GateParams) -> GateDecision:
             f"{why}; regression rules skipped, only the minimums apply (gate.baseline, gate.min)"
         )
     reasons = [r.detail for r in rules if not r.passed]
-    return GateDecision(not reasons, gate.mode, reasons, rules, notes)
+    return GateDecision(not reasons, gate.mode, reasons, rules, notes, other)
 
 
 def comparison_summary(comparison: Comparison, decision: GateDecision) -> dict[str, Any]:

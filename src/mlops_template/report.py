@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from mlops_template.compare import Comparison, GateDecision, MetricComparison, ParamChange
+from mlops_template.compare import (
+    Comparison,
+    GateDecision,
+    MetricComparison,
+    ParamChange,
+    metric_task,
+)
 from mlops_template.evaluate import HIGHER_IS_BETTER, curve_classes
 
 GITHUB_COMMENT_LIMIT = 65_536
@@ -241,6 +247,15 @@ def gate_section(decision: GateDecision) -> list[str]:
         )
     for note in decision.notes:
         lines += ["", f"Note: {_first_line(note, 300)}"]
+    if other := decision.other_task_rules:
+        # params.yaml ships rules for both tasks: the other task's stay folded away
+        task = metric_task(other[0].rsplit(".", 1)[1])
+        keys = ", ".join(f"`{k}`" for k in other)
+        lines += [
+            "",
+            f"<details><summary>{len(other)} rule(s) on {task} metrics, not used for this "
+            f"model</summary>\n\n{keys}\n</details>",
+        ]
     return lines
 
 

@@ -175,7 +175,8 @@ def test_classification_rules_are_listed_not_judged_for_a_regression_model(
     decision = c.decide_gate(regression_comparison(metrics), classification_only)
     assert failed(decision) == ["gate"]  # nothing would judge the model: refused
     assert "no rule judges a regression model's metrics" in decision.reasons[0]
-    assert any("gate.baseline.majority.roc_auc" in n for n in decision.notes)
+    assert "gate.baseline.majority.roc_auc" in decision.other_task_rules
+    assert not any("roc_auc" in n for n in decision.notes)
 
 
 # ------------------------------------------------------------- real models, compare()

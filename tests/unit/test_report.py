@@ -18,6 +18,7 @@ from tests.conftest import mixed_dataset
 
 from mlops_template import compare as c
 from mlops_template import report as r
+from mlops_template.compare import metric_task
 from mlops_template.config import (
     CompareParams,
     DataParams,
@@ -344,3 +345,25 @@ def test_numpy_curves_match_scikit_learn() -> None:
     assert ap == pytest.approx(m.average_precision_score(truth, score), abs=1e-12)
     nothing = r.curve(np.zeros(10, dtype=bool), rng.random(10), "roc")
     assert len(nothing[0]) == 0 and math.isnan(nothing[2])
+
+
+def test_the_shipped_gates_regression_rules_are_folded_away_in_a_classification_report() -> None:
+    # as params.yaml ships it: rules for both tasks, so a fork switches task by params only
+    shipped = GateParams(
+        baseline={"majority": {"roc_auc": 0.05}, "mean": {"r2": 0.05}, "linear": {"r2": -0.05}},
+        max_regression={"roc_auc": 0.01, "r2": 0.02},
+    )
+    comparison = synthetic_comparison(n_classes=2, n_params=1, n_features=3, failures=0)
+    markdown = render(comparison, shipped)
+    assert "not judged" not in markdown and "Note: " not in markdown
+    (folded,) = [line for line in markdown.splitlines() if line.startswith("<details><summary>")]
+    assert "on regression metrics, not used for this model" in folded
+    regression_keys = [
+        *(f"gate.baseline.{n}.{m}" for n, ms in shipped.baseline.items() for m in ms),
+        *(f"gate.max_regression.{m}" for m in shipped.max_regression),
+    ]
+    for key in regression_keys:
+        if metric_task(key.rsplit(".", 1)[1]) == "regression":
+            assert f"`{key}`" in markdown, key
+        else:  # the classification rules are judged, in the rule table
+            assert f"| `{key}` |" in markdown, key
