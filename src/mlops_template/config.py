@@ -295,6 +295,26 @@ class ServeParams(Section):
     max_body_mb: Annotated[float, Field(gt=0, le=1024)] = 32.0
 
 
+class PerformanceParams(Section):
+    """`monitor performance`: live metrics from delayed labels vs the test set's."""
+
+    # Windows of the log, aligned to the epoch (24: calendar days, UTC).
+    window_hours: Annotated[float, Field(gt=0, le=24 * 366)] = 24
+    # A window with fewer labelled predictions gets no verdict (its interval is too wide).
+    min_labels: PositiveInt = 200
+    # Largest drop of a live metric below the version's test-set value. As in the gate,
+    # judged on the bootstrap interval: the alarm needs the whole interval beyond it (a
+    # real drop, larger than allowed). Rules on the other task's metrics are not used.
+    max_drop: dict[MetricName, Annotated[float, Field(ge=0)]] = {
+        "roc_auc": 0.05,
+        "balanced_accuracy": 0.05,
+        "r2": 0.1,
+    }
+    confidence: OpenFraction = 0.95
+    bootstrap_resamples: Annotated[int, Field(ge=50, le=100_000)] = 200
+    seed: Seed = 11
+
+
 class MonitorParams(Section):
     min_rows: PositiveInt = 200
     bins: Annotated[int, Field(ge=2, le=100)] = 10
@@ -306,6 +326,7 @@ class MonitorParams(Section):
     max_out_of_schema_fraction: Fraction = 0.05
     # Distribution plots in the report: the most drifted columns first.
     max_plots: Annotated[int, Field(ge=0, le=100)] = 8
+    performance: PerformanceParams = PerformanceParams()
 
 
 SweepValue = bool | int | float | str | None

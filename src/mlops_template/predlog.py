@@ -36,7 +36,7 @@ prediction, features and probabilities as JSON objects: one row per prediction),
 
 Reader: `read_log(path, since, until)` returns one DataFrame for a time window: the
 feature columns, plus the log's own columns prefixed `log.` (`log.timestamp`,
-`log.request_id`, `log.model_version`, `log.prediction`, `log.probability:<class>`). A
+`log.request_id`, `log.row` (the row's position in its request), `log.model_version`, `log.prediction`, `log.probability:<class>`). A
 regression model's responses have no classes and no probabilities: `log.prediction` holds
 its predicted values (numbers) and there are no probability columns.
 
@@ -77,6 +77,7 @@ META_PREFIX = "log."
 TIMESTAMP = f"{META_PREFIX}timestamp"
 REQUEST_ID = f"{META_PREFIX}request_id"
 MODEL_VERSION = f"{META_PREFIX}model_version"
+ROW = f"{META_PREFIX}row"  # position within its request (0-based): (request_id, row) is a key
 PREDICTION = f"{META_PREFIX}prediction"
 PROBABILITY_PREFIX = f"{META_PREFIX}probability:"
 
@@ -923,6 +924,8 @@ class _FrameBuilder:
         )
         for name, values in ((REQUEST_ID, self.request_ids), (MODEL_VERSION, self.versions)):
             columns[name] = np.repeat(np.asarray(values, dtype=object), counts)
+        starts = np.cumsum(counts) - counts
+        columns[ROW] = np.arange(self.rows, dtype=np.int64) - np.repeat(starts, counts)
         columns[PREDICTION] = pd.Series(self.predictions, dtype=object).to_numpy()
         names = list(dict.fromkeys(chain.from_iterable(c for c, _, _ in self.segments)))
         for name in names:
