@@ -138,13 +138,24 @@ monitor-append: .venv/.synced ## Add a labelled batch to the training data: make
 monitor-prune: .venv/.synced ## Delete logged predictions older than OLDER_THAN (default 90d): retention
 	$(RUN) python -m mlops_template monitor prune --older-than "$(or $(OLDER_THAN),90d)"
 
+.PHONY: monitor-labels
+monitor-labels: .venv/.synced ## Store delayed labels of served predictions: make monitor-labels LABELS=labels.csv [LOG=...]
+	$(RUN) python -m mlops_template monitor labels --file "$(LABELS)" $(if $(LOG),--log "$(LOG)")
+
+.PHONY: monitor-performance
+monitor-performance: .venv/.synced ## Live metrics per version from the labelled log vs test set [LOG=...] [LAST=30d]
+	$(RUN) python -m mlops_template monitor performance $(if $(LOG),--log "$(LOG)") $(if $(LAST),--last "$(LAST)") $(MONITOR_ARGS)
+
 .PHONY: monitor-issue
-monitor-issue: .venv/.synced ## Open or update the one `drift` issue with reports/monitor/ (gh, GH_TOKEN)
-	$(RUN) python -m mlops_template monitor issue
+monitor-issue: .venv/.synced ## Open or update the one `drift` issue with reports/monitor/ (gh, GH_TOKEN) [REPORT=... LABEL=... TITLE=...]
+	$(RUN) python -m mlops_template monitor issue $(if $(REPORT),--report "$(REPORT)") $(if $(LABEL),--label "$(LABEL)") $(if $(TITLE),--title "$(TITLE)")
 
 .PHONY: monitor-retrain
-monitor-retrain: monitor-append repro ## Append BATCH, retrain and open a PR with cml (REPO_TOKEN)
-	$(RUN) python -m mlops_template monitor pr
+monitor-retrain: monitor-append repro monitor-pr ## Append BATCH, retrain and open a PR with cml (REPO_TOKEN)
+
+.PHONY: monitor-pr
+monitor-pr: .venv/.synced ## Open the retraining PR of the new feedback + dvc.lock with cml (REPO_TOKEN) [MONITOR_PR_ARGS=--report ...]
+	$(RUN) python -m mlops_template monitor pr $(MONITOR_PR_ARGS)
 
 # Training results as a pull request (train-cloud.yaml runs it on the cloud machine):
 # `python -m mlops_template pr` runs `cml pr create` in a throw-away clone of this

@@ -1,7 +1,8 @@
 """monitor.yaml under act (drift -> one issue + a retraining PR; no drift -> nothing
 posted; the daily schedule reads the MONITOR_SOURCE secret, a sqlite:////ABSOLUTE URL of a
-prediction log, for the last 24h), and the `monitor issue` / `monitor pr` commands against
-the harness's fake `gh` and `cml` recorder.
+prediction log, for the last 24h, and its delayed labels: live performance dropped -> a
+`performance` issue and a retraining PR of the labelled predictions), and the `monitor
+issue` / `monitor pr` commands against the harness's fake `gh` and `cml` recorder.
 
 The act runs use a throw-away copy of the template whose committed DVC config points at
 the session's shared DVC cache, so `make repro` restores what earlier runs built.
@@ -32,7 +33,9 @@ from tests.workflows.act import (
 from tests.workflows.downloads import RECORDER
 
 from mlops_template.data import load_builtin
+from mlops_template.performance import store_labels
 from mlops_template.predlog import PredictionLogger
+from mlops_template.registry import registration_message
 
 REPO = "acme/mlops-demo"
 DRIFTED = "data/monitoring/drifted.parquet"
@@ -42,7 +45,10 @@ CML_BIN = RECORDER.parent
 CRON = "17 5 * * *"
 LOGGED_RECENT = 250  # drifted rows an hour old: inside the scheduled 24h window
 LOGGED_OLD = 300  # undrifted rows two days old: outside it
+RECENT_VERSION = "v1.0.0"  # registered (a tag with its test-set metrics) in the repo
+FLIPPED = 100  # of the recent rows' delayed labels, the other class: the world changed
 ISSUE_STEP = "Open or update the drift issue"
+PERFORMANCE_ISSUE_STEP = "Open or update the performance issue"
 RETRAIN_STEP = "Add the labelled data, retrain and open a pull request"
 
 
@@ -88,6 +94,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path) -> GitRepo:
         else:
             frame.to_parquet(target, index=False)
     repo.commit("monitoring data and the shared DVC cache")
+    # the version the recent predictions came from, registered with its test-set metrics
+    message = registration_message(
+        "model", RECENT_VERSION, {"roc_auc": 0.99, "balanced_accuracy": 0.96}, {}, None
+    )
+    repo.git("tag", "-a", f"model@{RECENT_VERSION}", "-m", message)
     # act reads secrets from ./.secrets and job environment from ./.env (both kept out of
     # git, so out of the checkout). Hard links instead of copies from uv's cache make the
     # job's `uv sync` cheaper; what gets installed is the same.
@@ -110,7 +121,9 @@ def schedule_event(repo: GitRepo) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def prediction_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A log as the serving API writes it: LOGGED_OLD rows of the training data two days
-    ago (model v0), then LOGGED_RECENT drifted rows an hour ago (model v1)."""
+    ago (model v0), then LOGGED_RECENT drifted rows an hour ago (model v1.0.0), and the
+    recent rows' delayed labels (`monitor labels` stores them in the log): FLIPPED of
+    them are the other class than the model answered."""
     data = load_builtin("breast_cancer")
     drifted = _batches()[DRIFTED]
     classes = sorted(data["target"].astype(str).unique())
@@ -119,7 +132,7 @@ def prediction_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     now = time.time()
     for rows, version, age in (
         (data.drop(columns=["target"]).head(LOGGED_OLD), "v0", timedelta(days=2)),
-        (drifted.tail(LOGGED_RECENT), "v1", timedelta(hours=1)),
+        (drifted.tail(LOGGED_RECENT), RECENT_VERSION, timedelta(hours=1)),
     ):
         labels = data.loc[rows.index, "target"].astype(str).tolist()
         probabilities = [[0.9 if c == label else 0.1 for c in classes] for label in labels]
@@ -134,6 +147,13 @@ def prediction_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert queued
     logger.close()
     assert logger.stats().written == LOGGED_OLD + LOGGED_RECENT, logger.stats()
+    answered = data.loc[drifted.tail(LOGGED_RECENT).index, "target"].astype(str).to_numpy()
+    other = np.where(answered == classes[0], classes[1], classes[0])
+    truth = np.r_[other[:FLIPPED], answered[FLIPPED:]]
+    labels = pd.DataFrame(
+        {"request_id": f"req-{RECENT_VERSION}", "row": range(LOGGED_RECENT), "label": truth}
+    )
+    assert store_labels(path, labels).new == LOGGED_RECENT
     return path
 
 
@@ -255,27 +275,59 @@ def test_scheduled_run_reads_the_log_url_secret_for_24h_and_opens_the_issue(
     # for `inputs.last || '24h'`: only the recent rows, none of the two-day-old ones.
     assert report["source"] == source and source.startswith("sqlite:////")
     assert report["rows"]["current"] == LOGGED_RECENT
-    assert report["model_versions"] == {"v1": LOGGED_RECENT}
+    assert report["model_versions"] == {RECENT_VERSION: LOGGED_RECENT}
     window = report["window"]
     assert window["until"] is None and window["model_version"] is None
     span = datetime.fromisoformat(report["created_at"]) - datetime.fromisoformat(window["since"])
     assert timedelta(hours=24) <= span < timedelta(hours=24, minutes=10), window
     assert report["reference"]["commit"] is None  # no prod model yet: this branch's own
 
-    # Drift: the one issue is opened as on a dispatched run; no labelled data, so no PR.
+    # Drift: the one issue is opened as on a dispatched run.
     assert report["status"] == "drift" and report["drifted_features"][0] == "mean_texture"
     assert result.step_succeeded(ISSUE_STEP), result
     assert [c[1] for c in calls] == [
         f"repos/{REPO}/labels",
         f"repos/{REPO}/issues",
         f"repos/{REPO}/issues",
-    ]
-    create = calls[-1]
-    fields = dict(a.split("=", 1) for a in create if "=" in a and not a.startswith("-"))
-    assert "POST" in create and fields["labels[]"] == "drift"
+    ] * 2
+    drift_issue, performance_issue = calls[2], calls[5]
+    fields = dict(a.split("=", 1) for a in drift_issue if "=" in a and not a.startswith("-"))
+    assert "POST" in drift_issue and fields["labels[]"] == "drift"
     assert "mean_texture" in fields["body"]
     assert f"/{REPO}/actions/runs/{result.run_id}" in fields["body"]
-    assert not result.step_ran(RETRAIN_STEP) and result.cml_calls() == []
+
+    # Live performance, over 30 days of predictions: the labelled recent ones (the old
+    # ones have no labels), judged against v1.0.0's registered test-set metrics.
+    artifact = result.artifact("drift-report")
+    live = json.loads((artifact / "performance.json").read_text())
+    assert not list(artifact.rglob("*.parquet")), "served rows stay out of the artifact"
+    assert live["status"] == "drop", live
+    assert (live["predictions"], live["labelled_predictions"]) == (
+        LOGGED_OLD + LOGGED_RECENT,
+        LOGGED_RECENT,
+    )
+    [window] = live["windows"]
+    roc = window["metrics"]["roc_auc"]
+    assert window["model_version"] == RECENT_VERSION and roc["test"] == 0.99 and roc["alarm"]
+    assert roc["high"] < 0.99 - 0.05  # the whole interval: a real drop beyond the allowance
+    fields = dict(a.split("=", 1) for a in performance_issue if "=" in a and not a.startswith("-"))
+    assert fields["labels[]"] == "performance"
+    assert fields["title"] == "Live model performance dropped"
+    assert "## 🔴 Live performance dropped" in fields["body"]
+    assert "monitor.performance.max_drop.roc_auc: 0.05" in fields["body"]
+    assert result.step_succeeded(PERFORMANCE_ISSUE_STEP), result
+
+    # Labelled predictions are training rows: no feedback batch, yet a retraining PR.
+    assert result.step_succeeded(RETRAIN_STEP), result
+    assert f"appended {LOGGED_RECENT} labelled row(s)" in result.output
+    (call,) = result.cml_calls()
+    assert call["command"] == "pr create"
+    assert call["flags"]["title"].startswith(
+        "Retrain on labelled feedback (drift detected and live performance dropped"
+    )
+    body = call["flags"]["body"]
+    assert "Why (drift check):" in body and "Why (live performance):" in body
+    assert f"{RECENT_VERSION} " in body and "live roc_auc" in body
 
 
 # --- the commands alone, against the same fakes (no act) -------------------------------

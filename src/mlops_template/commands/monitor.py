@@ -668,11 +668,20 @@ def _test_metrics(name: str) -> dict[str, dict[str, Any]]:
 
 @monitor_app.command("performance")
 def performance(
-    log: Path = typer.Option(
+    log: str = typer.Option(
         None,
         "--log",
         envvar="PREDICTION_LOG",
-        help="The prediction log (default logs/predictions.sqlite). Env: PREDICTION_LOG.",
+        help="The prediction log: a path (default logs/predictions.sqlite), sqlite:///PATH, "
+        "a DVC-tracked file or a URL dvc get-url reads (read-only). Env: PREDICTION_LOG.",
+        show_default=False,
+    ),
+    labels_file: str | None = typer.Option(
+        None,
+        "--labels",
+        envvar="MONITOR_LABELS",
+        help="Labels to use besides the ones stored in the log (same format as `monitor "
+        "labels`; not stored). Env: MONITOR_LABELS.",
         show_default=False,
     ),
     last: str | None = typer.Option(
@@ -684,8 +693,20 @@ def performance(
         None, "--model-version", help="Only the predictions of this model version."
     ),
     out: Path = typer.Option(paths.MONITOR_REPORT_DIR, "--out", help="Report directory."),
+    export_labelled: Path | None = typer.Option(
+        None,
+        "--export-labelled",
+        help="Write the labelled predictions as training rows (features + target) to this "
+        "Parquet file, for `monitor append` (the retraining PR).",
+    ),
     fail_on_drop: bool = typer.Option(
         True, "--fail-on-drop/--no-fail-on-drop", help="Exit 3 when performance dropped."
+    ),
+    only_logs: bool = typer.Option(
+        False,
+        "--only-logs",
+        help="A source that is not a prediction log (a CSV/Parquet batch: no predictions to "
+        "join labels to) is skipped, status `skipped` (the monitor workflow's step).",
     ),
 ) -> None:
     """Live metrics of each model version per time window, from the labelled predictions,
@@ -693,9 +714,12 @@ def performance(
     import pandas as pd
 
     from mlops_template import predlog
+    from mlops_template.features import feature_names
     from mlops_template.metrics import REGRESSION_METRICS
     from mlops_template.performance import (
+        LABEL,
         join_labels,
+        normalise_labels,
         performance_by_window,
         performance_verdict,
         read_labels,
@@ -706,13 +730,43 @@ def performance(
     p = params()
     settings = p.monitor.performance
     started = time.perf_counter()
+    shown = redact(log) if log else str(paths.PREDICTION_LOG)
+    suffix = Path(urlsplit(log or "").path).suffix.lower()
+    if only_logs and log and not log.startswith("sqlite:") and suffix not in LOG_SUFFIXES:
+        reason = f"{shown}: not a prediction log, so no served predictions to join labels to"
+        write_json(out / "performance.json", {"status": "skipped", "reasons": [reason]})
+        _github_output(performance="skipped", labelled_rows=0, labelled_file="")
+        logger.info("live performance: skipped (%s)", reason)
+        return
     with user_errors(), _monitor_errors():
         start, end = time_window(since, until, last)
-        path = _log_path(log)
         schema = _schema()
         task = "regression" if schema.get("task") == "regression" else "classification"
-        frame = predlog.read_log(path, start, end, features=[], model_version=model_version)
-        joined = join_labels(frame, read_labels(path, task))
+        if not log or ("://" not in log and not log.startswith("sqlite:")):
+            _log_path(Path(log) if log else None)  # a missing local log: say which
+        with local_source(log or str(paths.PREDICTION_LOG)) as path:
+            if path.suffix.lower() not in LOG_SUFFIXES and not (log or "").startswith("sqlite:"):
+                raise MonitorError(
+                    f"--log {shown!r}: not a prediction log (a SQLite file: {LOG_SUFFIXES})"
+                )
+            features = feature_names(schema) if export_labelled else []
+            frame = predlog.read_log(
+                path, start, end, features=features, model_version=model_version
+            )
+            known = read_labels(path, task)
+        if labels_file:
+            with local_source(labels_file) as source:
+                given = normalise_labels(
+                    read_batch(source),
+                    schema["target"],
+                    task,
+                    schema.get("classes") if task == "classification" else None,
+                )
+            # a label already stored wins, as `monitor labels` would keep it
+            known = pd.concat([known, given], ignore_index=True).drop_duplicates(
+                ["request_id", "row"]
+            )
+        joined = join_labels(frame, known)
         # the other task's rules (params.yaml ships both) do not apply, as in the gate
         max_drop = {
             k: v
@@ -734,9 +788,17 @@ def performance(
         alarm, reasons = performance_verdict(results)
     untested = sorted({r.model_version for r in results} - set(tested))
     markdown = render_markdown(results, joined, reasons, settings.confidence, untested)
+    exported = 0
+    if export_labelled is not None and len(joined.rows):
+        rows = joined.rows[feature_names(schema)].assign(**{schema["target"]: joined.rows[LABEL]})
+        with atomic_path(export_labelled) as tmp:
+            rows.to_parquet(tmp, index=False)
+        exported = len(rows)
+    judged = any(r.judged for r in results)
     document = {
-        "status": "drop" if alarm else "ok",
+        "status": "drop" if alarm else "ok" if judged else "insufficient_data",
         "reasons": reasons,
+        "source": shown,
         "predictions": len(frame),
         "labels": joined.labels,
         "labelled_predictions": len(joined.rows),
@@ -755,7 +817,11 @@ def performance(
     }
     write_json(out / "performance.json", document)
     write_text(out / "performance.md", markdown)
-    _github_output(performance=document["status"])
+    _github_output(
+        performance=document["status"],
+        labelled_rows=exported,
+        labelled_file=export_labelled.as_posix() if exported and export_labelled else "",
+    )
     _step_summary(markdown)
     logger.info(
         "live performance: %s (%d labelled of %d predictions, %d window(s)) -> %s (%.1fs)",
@@ -766,6 +832,8 @@ def performance(
         out / "performance.md",
         time.perf_counter() - started,
     )
+    if exported:
+        logger.info("%d labelled prediction(s) as training rows -> %s", exported, export_labelled)
     for reason in reasons:
         logger.warning("%s", reason)
     if alarm and fail_on_drop:
@@ -842,11 +910,30 @@ def append(
 # --------------------------------------------------------------------------- issue
 
 
+# What each report is: its bad status, the summary file an issue shows (no images), and
+# the words of the issue and PR texts.
+REPORT_KINDS = {
+    "drift.json": ("drift", "summary.md", "Drift detected again", "drift check",
+                   "Data drift found by the monitor workflow"),
+    "performance.json": ("drop", "performance.md", "Live performance dropped again",
+                         "live performance", "Live performance drop found by the monitor workflow"),
+}  # fmt: skip
+
+
+def _report_kind(report: Path) -> tuple[str, str, str, str, str]:
+    kind = REPORT_KINDS.get(report.name)
+    if kind is None:
+        raise MonitorError(
+            f"--report {str(report)!r}: not a monitor report ({', '.join(REPORT_KINDS)})"
+        )
+    return kind
+
+
 def issue_body(summary: str, url: str | None, limit: int = 60_000) -> str:
     """The issue text: the report without images (an issue cannot show the run's files)."""
     footer = f"\n\n---\nRun: {url} (report and plots in its `drift-report` artifact)" if url else ""
     if len(summary) > limit:
-        summary = summary[:limit] + "\n\n… (truncated: see drift.md in the run's artifact)"
+        summary = summary[:limit] + "\n\n… (truncated: see the report in the run's artifact)"
     return f"{ISSUE_MARKER}\n{summary}{footer}\n"
 
 
@@ -869,20 +956,22 @@ def issue(
         None, "--repo", envvar="GITHUB_REPOSITORY", help="owner/name (env GITHUB_REPOSITORY)."
     ),
 ) -> None:
-    """Open the single open issue labelled `drift` with the report, or update it."""
+    """Open the single open issue labelled `drift` (or --label) with the report (drift.json
+    or performance.json), or update it."""
     with user_errors(), _monitor_errors():
+        bad, summary_name, again, _, description = _report_kind(report)
         data = read_json(report)
-        if data.get("status") != "drift":
-            logger.info("status %s: no drift, no issue posted", data.get("status"))
+        if data.get("status") != bad:
+            logger.info("%s: status %s, no issue posted", report.name, data.get("status"))
             return
         if not repo or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
             raise MonitorError(f"--repo {repo!r}: need owner/name (GITHUB_REPOSITORY)")
-        summary_file = report.parent / ISSUE_SUMMARY.name
+        summary_file = report.parent / summary_name
         body = issue_body(summary_file.read_text(), run_url(os.environ))
         # The label may exist already (422): that is fine; a real failure shows below.
         _gh(
             ["api", f"repos/{repo}/labels", "-X", "POST", "-f", f"name={label}",
-             "-f", "color=d93f0b", "-f", "description=Data drift found by the monitor workflow"],
+             "-f", "color=d93f0b", "-f", f"description={description}"],
             check=False,
         )  # fmt: skip
         listed = _gh(
@@ -900,7 +989,7 @@ def issue(
             link = f": {run_url(os.environ)}" if run_url(os.environ) else ""
             _gh(
                 ["api", f"repos/{repo}/issues/{number}/comments", "-X", "POST",
-                 "-f", f"body=Drift detected again ({when}){link}. The issue text is the latest report."]
+                 "-f", f"body={again} ({when}){link}. The issue text is the latest report."]
             )  # fmt: skip
             logger.info("updated drift issue #%d of %s", number, repo)
         else:
@@ -916,7 +1005,11 @@ def issue(
 
 @monitor_app.command("pr")
 def pull_request(
-    report: Path = typer.Option(paths.MONITOR_JSON, "--report", help="drift.json of the check."),
+    reports: list[Path] = typer.Option(
+        [paths.MONITOR_JSON],
+        "--report",
+        help="drift.json and/or performance.json: why retrain (repeat the option).",
+    ),
 ) -> None:
     """Open a retraining PR with the new feedback and dvc.lock (`cml pr create`). Needs
     REPO_TOKEN: a token that may push a branch, so that the PR workflow runs on the PR."""
@@ -929,24 +1022,32 @@ def pull_request(
         if not feedback:
             raise MonitorError(f"no new feedback under {paths.FEEDBACK_DIR}: nothing to retrain on")
         files = [paths.FEEDBACK_DIR.as_posix(), "dvc.lock"]
-        data = read_json(report) if report.is_file() else {}
-        reasons = data.get("reasons", [])
         day = datetime.now(UTC).strftime("%Y-%m-%d")
+        found, why = [], []
+        for report in reports:
+            bad, _, _, heading, _ = _report_kind(report)
+            data = read_json(report) if report.is_file() else {}
+            if data.get("status") != bad:
+                continue
+            found.append("drift" if bad == "drift" else "a live performance drop")
+            why += ["", f"Why ({heading}):", *[f"- {r}" for r in data.get("reasons", [])[:10]]]
+        what = " and ".join(found) or "a monitor finding"
         lines = [
-            f"The drift monitor found drift ({day}) and labelled data was available: this PR "
+            f"The monitor found {what} ({day}) and labelled data was available: this PR "
             "adds it to the training data and retrains (`dvc repro`).",
             "",
             "New feedback: " + ", ".join(f"`{f}`" for f in feedback),
-            "",
-            "Why (drift check):",
-            *[f"- {r}" for r in reasons[:10]],
+            *why,
         ]
         if run_url(os.environ):
-            lines += ["", f"Drift report: {run_url(os.environ)}"]
+            lines += ["", f"Monitor report: {run_url(os.environ)}"]
         lines += ["", "Review the model report the PR workflow posts before merging."]
         token = re.sub(r"[^0-9A-Za-z]", "", feedback[0].rsplit("/", 1)[-1].split(".")[0])[-12:]
+        short = {"drift": "drift detected", "a live performance drop": "live performance dropped"}
         request = PullRequest(
-            title=f"Retrain on labelled feedback (drift detected {day})",
+            title="Retrain on labelled feedback ("
+            + " and ".join(short[f] for f in found or ["drift"])
+            + f" {day})",
             message=f"Retrain on labelled feedback ({len(feedback)} new file(s))",
             body="\n".join(lines),
             branch=f"retrain/feedback-{token}",
