@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_template import pglog
 from mlops_template.metrics import HIGHER_IS_BETTER, LOG_LOSS_FLOOR
 from mlops_template.predlog import (
     MODEL_VERSION,
@@ -553,7 +554,7 @@ class Stored:
     conflicts: list[tuple[str, int, str, str]]  # (request_id, row, stored, refused)
 
 
-def store_labels(path: Path, labels: pd.DataFrame, now: float | None = None) -> Stored:
+def store_labels(path: Path | str, labels: pd.DataFrame, now: float | None = None) -> Stored:
     """Insert each label once, in one transaction: the same label again is a duplicate
     (ignored), a different one for a stored key a conflict (refused: the first stays).
     Set-based in SQLite (a temporary table joined to the stored labels), so a million
@@ -563,6 +564,8 @@ def store_labels(path: Path, labels: pd.DataFrame, now: float | None = None) -> 
         (str(rid), int(row), _label_text(label))
         for rid, row, label in labels[[*KEY, LABEL]].itertuples(index=False)
     ]
+    if pglog.is_url(path):
+        return Stored(*pglog.store_labels(str(path), rows, received))
     connection = sqlite3.connect(path, timeout=30)
     try:
         with connection:
@@ -593,8 +596,11 @@ def store_labels(path: Path, labels: pd.DataFrame, now: float | None = None) -> 
     return Stored(int(new), int(duplicates), [(r, int(n), a, b) for r, n, a, b in conflicts])
 
 
-def read_labels(path: Path, task: str) -> pd.DataFrame:
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+def read_labels(path: Path | str, task: str) -> pd.DataFrame:
+    """The stored labels (none yet: an empty frame); `path` a SQLite file or a URL."""
+    if pglog.is_url(path):
+        return _labels_frame(pglog.read_labels(str(path)), task)
+    connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         exists = connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
@@ -606,6 +612,10 @@ def read_labels(path: Path, task: str) -> pd.DataFrame:
         )
     finally:
         connection.close()
+    return _labels_frame(found, task)
+
+
+def _labels_frame(found: list[Any], task: str) -> pd.DataFrame:
     frame = pd.DataFrame(found, columns=[*KEY, LABEL])
     frame["row"] = frame["row"].astype(np.int64)
     if task == "regression":

@@ -41,7 +41,9 @@ regression model's responses have no classes and no probabilities: `log.predicti
 its predicted values (numbers) and there are no probability columns.
 
 The path comes from the environment variable `PREDICTION_LOG` (`from_env`); unset means
-`logs/predictions.sqlite`, and `off` turns logging off.
+`logs/predictions.sqlite`, and `off` turns logging off. A `postgresql://` URL there logs
+to that PostgreSQL database instead (pglog.py: the same table, so the same reader; for
+several API processes or hosts writing to one log).
 """
 
 from __future__ import annotations
@@ -265,7 +267,11 @@ class PredictionLogger:
         busy_timeout: float = 5.0,
         warn_interval: float = 60.0,
     ) -> None:
-        self.path = Path(path)
+        from mlops_template import pglog
+
+        # a postgresql:// URL: the log is that database (pglog.py); else a SQLite file
+        self.url = str(path) if pglog.is_url(path) else None
+        self.path = Path(path) if self.url is None else Path(pglog.redacted(self.url))
         self.classes = [str(c) for c in classes] if classes is not None else None
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
@@ -285,6 +291,7 @@ class PredictionLogger:
         self._last_warning: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._connection: sqlite3.Connection | None = None
+        self._postgres: Any = None  # the writer's psycopg connection
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -475,6 +482,9 @@ class PredictionLogger:
             group[4].append(rows)
         if not groups:
             return
+        if self.url is not None:
+            self._write_postgres(groups)
+            return
         count = 0
         try:
             connection = self._connect()
@@ -493,6 +503,38 @@ class PredictionLogger:
                         )
                         count += rows
         except (sqlite3.Error, OSError, LogFormatError) as exc:
+            self._close_connection()
+            count = sum(sum(group[4]) for group in groups.values())
+            with self._cond:
+                self._count_failure("database", count, f"prediction log {str(self.path)!r}: {exc}")
+            return
+        with self._cond:
+            self._written += count
+
+    def _write_postgres(self, groups: dict[str, Any]) -> None:
+        """One transaction per flush, as for SQLite: every row of it or none."""
+        from mlops_template import pglog
+
+        count = 0
+        try:
+            if self._postgres is None:
+                self._postgres = pglog.connect(self.url)  # type: ignore[arg-type]
+            with self._postgres.transaction():
+                for version, (stamps, ids, bodies, responses, counts) in groups.items():
+                    for part in _slices(bodies, responses, self.max_batch_bytes):
+                        rows = sum(counts[part])
+                        pglog.insert(
+                            self._postgres,
+                            version,
+                            stamps[part],
+                            _dumps(ids[part]),
+                            _dumps(stamps[part]),
+                            bodies[part],
+                            responses[part],
+                            rows,
+                        )
+                        count += rows
+        except Exception as exc:  # psycopg.Error, OSError: the database, not the caller
             self._close_connection()
             count = sum(sum(group[4]) for group in groups.values())
             with self._cond:
@@ -548,6 +590,10 @@ class PredictionLogger:
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
             self._connection = None
+        if self._postgres is not None:
+            with contextlib.suppress(Exception):
+                self._postgres.close()
+            self._postgres = None
 
     # ------------------------------------------------------------------ warnings
 
@@ -693,6 +739,10 @@ def from_env(environ: Mapping[str, str] | None = None, **options: Any) -> Predic
     value = environ.get(ENV_VAR)
     if value is not None and value.strip().lower() in DISABLED_VALUES:
         return None
+    from mlops_template import pglog
+
+    if value and pglog.is_url(value.strip()):
+        return PredictionLogger(value.strip(), **options)
     return PredictionLogger(Path(value) if value else paths.PREDICTION_LOG, **options)
 
 
@@ -717,11 +767,25 @@ def read_log(
     chunk_rows: int = 100_000,
 ) -> pd.DataFrame:
     """The logged predictions with since <= timestamp < until, oldest first: feature
-    columns (`features`, or every key seen) + the `log.*` columns."""
+    columns (`features`, or every key seen) + the `log.*` columns. `path`: a SQLite file
+    or a postgresql:// URL (pglog.py)."""
+    from mlops_template import pglog
+
+    start, end = to_epoch(since), to_epoch(until)
+    if pglog.is_url(path):
+        # SQLite (in memory) only splits a batch whose JSON will not parse (_requests)
+        return _read_batches(
+            pglog.batches(str(path), start, end, model_version),
+            sqlite3.connect(":memory:"),
+            pglog.redacted(str(path)),
+            start,
+            end,
+            features,
+            chunk_rows,
+        )
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction log {str(path)!r} does not exist")
-    start, end = to_epoch(since), to_epoch(until)
     where, args = [], []
     for clause, value in (("ts_last >= ?", start), ("ts_first < ?", end)):
         if value is not None:
@@ -736,32 +800,60 @@ def read_log(
     sql += " ORDER BY id"
 
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        _check_format(connection, path, creating=False)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise ValueError(f"prediction log {str(path)!r} cannot be read: {exc}") from exc
+    except BaseException:
+        connection.close()
+        raise
+
+    def stored() -> Iterator[tuple[str, bytes, bytes, bytes, bytes]]:
+        cursor = connection.execute(sql, args)
+        while chunk := cursor.fetchmany(64):
+            yield from chunk
+
+    return _read_batches(stored(), connection, str(path), start, end, features, chunk_rows)
+
+
+def _read_batches(
+    stored: Iterator[tuple[str, bytes, bytes, bytes, bytes]],
+    connection: sqlite3.Connection,
+    shown: str,
+    start: float | None,
+    end: float | None,
+    features: Sequence[str] | None,
+    chunk_rows: int,
+) -> pd.DataFrame:
+    """The frame of the stored writes (either database); closes `connection`."""
     parts: list[pd.DataFrame] = []
     builder = _FrameBuilder(features)
     unreadable = 0
     try:
-        _check_format(connection, path, creating=False)
-        cursor = connection.execute(sql, args)
-        while chunk := cursor.fetchmany(64):
-            for version, ids, stamps, inputs, outputs in chunk:
-                requests = _requests(connection, ids, stamps, inputs, outputs)
-                for request_id, ts, body, response in requests:
-                    if (start is not None and ts < start) or (end is not None and ts >= end):
-                        continue
-                    if not builder.add(version, request_id, ts, body, response):
-                        unreadable += 1
-                        continue
-                    if builder.rows >= chunk_rows:
-                        parts.append(builder.frame())
-                        builder = _FrameBuilder(features)
+        for version, ids, stamps, inputs, outputs in stored:
+            requests = _requests(connection, ids, stamps, inputs, outputs)
+            for request_id, ts, body, response in requests:
+                if (start is not None and ts < start) or (end is not None and ts >= end):
+                    continue
+                if not builder.add(version, request_id, ts, body, response):
+                    unreadable += 1
+                    continue
+                if builder.rows >= chunk_rows:
+                    parts.append(builder.frame())
+                    builder = _FrameBuilder(features)
     except sqlite3.Error as exc:
-        raise ValueError(f"prediction log {str(path)!r} cannot be read: {exc}") from exc
+        raise ValueError(f"prediction log {shown!r} cannot be read: {exc}") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):
+            raise ValueError(f"prediction log {shown!r} cannot be read: {exc}") from exc
+        raise
     finally:
         connection.close()
     if unreadable:
         logger.warning(
             "prediction log %r: %d request(s) could not be read and were skipped",
-            str(path),
+            shown,
             unreadable,
         )
     if builder.rows or not parts:
@@ -776,6 +868,10 @@ def prune(path: Path | str, before: datetime | float) -> tuple[int, int]:
     """Delete the stored batches whose requests all came before `before` (a batch that
     straddles it is kept whole); (batches, predictions) deleted. Safe while a server
     writes: one short transaction, then the WAL is checkpointed."""
+    from mlops_template import pglog
+
+    if pglog.is_url(path):
+        return pglog.prune(str(path), to_epoch(before))  # type: ignore[arg-type]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction log {str(path)!r} does not exist")

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from mlops_template import paths
+from mlops_template import paths, pglog
 from mlops_template.commands.common import EXIT_USER_ERROR, params, user_errors
 from mlops_template.files import atomic_path, read_json, remove, write_bytes, write_json, write_text
 from mlops_template.github import run_url
@@ -412,7 +412,10 @@ def check(
         start, end = time_window(since, until, last)
         with (
             reference_files(reference_ref, reference_stage, p.registry.model_name) as ref,
-            local_source(current) as source,
+            # a PostgreSQL log is read where it is (pglog.py), not downloaded
+            contextlib.nullcontext(current)
+            if pglog.is_url(current)
+            else local_source(current) as source,
         ):
             import pandas as pd
 
@@ -424,7 +427,11 @@ def check(
             versions: dict[str, int] = {}
             note = None
             current_predictions = None
-            if source.suffix.lower() in LOG_SUFFIXES or current.startswith("sqlite:"):
+            if (
+                pglog.is_url(current)
+                or source.suffix.lower() in LOG_SUFFIXES
+                or current.startswith("sqlite:")
+            ):
                 frame = predlog.read_log(
                     source, start, end, features=feature_names(schema), model_version=model_version
                 )
@@ -535,11 +542,12 @@ def _monitor_errors() -> Iterator[None]:
 
 @monitor_app.command("prune")
 def prune(
-    log: Path = typer.Option(
+    log: str = typer.Option(
         None,
         "--log",
         envvar="PREDICTION_LOG",
-        help="The prediction log (default logs/predictions.sqlite). Env: PREDICTION_LOG.",
+        help="The prediction log (default logs/predictions.sqlite, or a postgresql:// URL). "
+        "Env: PREDICTION_LOG.",
         show_default=False,
     ),
     older_than: str = typer.Option(
@@ -557,7 +565,7 @@ def prune(
         batches, rows = predlog.prune(path, cutoff)
     logger.info(
         "%s: deleted %d prediction(s) from before %s (%d stored batch(es))",
-        path,
+        redact(str(path)),
         rows,
         cutoff.isoformat(timespec="seconds"),
         batches,
@@ -567,8 +575,12 @@ def prune(
 # --------------------------------------------------------------------------- labels
 
 
-def _log_path(log: Path | None) -> Path:
-    path = log or paths.PREDICTION_LOG
+def _log_path(log: Path | str | None) -> Path | str:
+    """The log to store labels in or read them from: a SQLite file that exists, or a
+    postgresql:// URL (checked when connecting)."""
+    if pglog.is_url(log):
+        return str(log)
+    path = Path(log) if log else paths.PREDICTION_LOG
     if not path.is_file():
         raise MonitorError(
             f"prediction log {str(path)!r} does not exist (--log or PREDICTION_LOG): labels "
@@ -597,11 +609,12 @@ def labels(
         "a URL.",
         show_default=False,
     ),
-    log: Path = typer.Option(
+    log: str = typer.Option(
         None,
         "--log",
         envvar="PREDICTION_LOG",
-        help="The prediction log (default logs/predictions.sqlite). Env: PREDICTION_LOG.",
+        help="The prediction log (default logs/predictions.sqlite, or a postgresql:// URL). "
+        "Env: PREDICTION_LOG.",
         show_default=False,
     ),
 ) -> None:
@@ -629,7 +642,7 @@ def labels(
         redact(file),
         len(normalised),
         stored.new,
-        path,
+        redact(str(path)),
         stored.duplicates,
         len(stored.conflicts),
     )
@@ -731,8 +744,10 @@ def performance(
     settings = p.monitor.performance
     started = time.perf_counter()
     shown = redact(log) if log else str(paths.PREDICTION_LOG)
-    suffix = Path(urlsplit(log or "").path).suffix.lower()
-    if only_logs and log and not log.startswith("sqlite:") and suffix not in LOG_SUFFIXES:
+    # a database (SQLite or PostgreSQL), not a CSV/Parquet batch
+    a_log = not log or log.startswith("sqlite:") or pglog.is_url(log)
+    a_log = a_log or Path(urlsplit(log or "").path).suffix.lower() in LOG_SUFFIXES
+    if only_logs and not a_log:
         reason = f"{shown}: not a prediction log, so no served predictions to join labels to"
         write_json(out / "performance.json", {"status": "skipped", "reasons": [reason]})
         _github_output(performance="skipped", labelled_rows=0, labelled_file="")
@@ -743,9 +758,18 @@ def performance(
         schema = _schema()
         task = "regression" if schema.get("task") == "regression" else "classification"
         if not log or ("://" not in log and not log.startswith("sqlite:")):
-            _log_path(Path(log) if log else None)  # a missing local log: say which
-        with local_source(log or str(paths.PREDICTION_LOG)) as path:
-            if path.suffix.lower() not in LOG_SUFFIXES and not (log or "").startswith("sqlite:"):
+            _log_path(log)  # a missing local log: say which
+        source = (
+            contextlib.nullcontext(log)
+            if pglog.is_url(log)
+            else local_source(log or str(paths.PREDICTION_LOG))
+        )
+        with source as path:
+            if (
+                not pglog.is_url(log)
+                and path.suffix.lower() not in LOG_SUFFIXES
+                and not (log or "").startswith("sqlite:")
+            ):
                 raise MonitorError(
                     f"--log {shown!r}: not a prediction log (a SQLite file: {LOG_SUFFIXES})"
                 )
