@@ -324,3 +324,27 @@ def test_the_verdict_names_version_window_metric_and_the_params_key(
     roc = next(m for m in results[0].metrics if m.name == "roc_auc")
     assert roc.worse_by_at_least is not None and roc.worse_by_at_least > 0.05
     assert math.isclose(roc.drop, population_metrics["roc_auc"] - roc.value)
+
+
+def test_a_regression_models_live_r2_is_judged_and_classification_rules_do_not_apply() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.normal(100, 20, 500)
+    stamps = pd.to_datetime(np.zeros(500), unit="s", utc=True)
+    for noise, alarmed in ((5.0, False), (40.0, True)):  # r2 about 0.94, then below 0
+        rows = pd.DataFrame(
+            {
+                TIMESTAMP: stamps,
+                MODEL_VERSION: "v2.0.0",
+                PREDICTION: y + rng.normal(0, noise, 500),
+                LABEL: y,
+            }
+        )
+        [result] = performance_by_window(
+            rows, "regression", {"v2.0.0": {"r2": 0.95, "rmse": 4.8}}, pd.Timedelta(hours=24),
+            100, {"r2": 0.1},
+        )  # fmt: skip
+        metrics = {m.name: m for m in result.metrics}
+        assert set(metrics) == {"rmse", "mae", "r2", "mape"}
+        assert metrics["rmse"].value == pytest.approx(noise, rel=0.15)
+        assert metrics["rmse"].drop == pytest.approx(metrics["rmse"].value - 4.8)  # lower is better
+        assert result.alarm is alarmed and metrics["r2"].alarm is alarmed
