@@ -1,7 +1,7 @@
 """Reference models for the quality gate: what "good" means on *this* dataset.
 
-An absolute floor (roc_auc >= 0.9) only fits the dataset it was tuned on. The `baseline`
-stage instead fits two reference models on the same train rows and scores them on the
+An absolute floor (roc_auc >= 0.9) only fits the dataset it was tuned on. The train
+stage also fits two reference models on the same train rows and scores them on the
 same test rows as the real model, and the gate (`gate.baseline`, compare.decide_gate)
 asks the model to beat them by a margin:
 
@@ -33,6 +33,17 @@ from mlops_template.features import (
 )
 from mlops_template.files import json_number
 from mlops_template.metrics import compute_metrics, compute_regression_metrics
+
+# The linear baseline's fit goes through BLAS, whose kernels differ between CPUs (AVX2,
+# AVX-512): its log loss came out 1e-17 apart on two machines, so eval/baseline.json and
+# dvc.lock differed. Twelve significant digits are far beyond what the gate compares and
+# the same on every machine (barring a value on a rounding boundary).
+SIGNIFICANT_DIGITS = 12
+
+
+def _stable(value: Any) -> Any:
+    number = json_number(value)
+    return float(f"{number:.{SIGNIFICANT_DIGITS}g}") if isinstance(number, float) else number
 
 
 def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> np.ndarray:
@@ -83,7 +94,7 @@ def baseline_metrics(
         "test_rows": len(test),
         "test_hash": frame_hash(test),
         "models": {
-            name: {k: json_number(v) for k, v in compute_metrics(y_test, proba, classes).items()}
+            name: {k: _stable(v) for k, v in compute_metrics(y_test, proba, classes).items()}
             for name, proba in probas.items()
         },
     }
@@ -125,7 +136,7 @@ def regression_baseline_metrics(
         "test_rows": len(test),
         "test_hash": frame_hash(test),
         "models": {
-            name: {k: json_number(v) for k, v in compute_regression_metrics(y_test, pred).items()}
+            name: {k: _stable(v) for k, v in compute_regression_metrics(y_test, pred).items()}
             for name, pred in values.items()
         },
     }

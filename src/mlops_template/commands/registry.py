@@ -460,17 +460,25 @@ def rollback_command(
 def resolve_command(
     version: str = typer.Option(None, "--version", help="A registered version, e.g. v0.3.0."),
     rollback: bool = typer.Option(False, "--rollback", help="The rollback target instead."),
+    stage: str = typer.Option(None, "--stage", help="The version in this stage, e.g. prod."),
 ) -> None:
-    """Which version a manual deploy would use (for promote.yaml): version, tag, commit."""
+    """Which version a manual deploy would use (for promote.yaml), or the one in a stage
+    (batch-predict.yaml): version, tag, commit as step outputs."""
     with registry_errors():
         from mlops_template import registry as r
 
         root = Path.cwd()
         state = r.load_state(root, _model_name(root))
-        if rollback == bool(version):
-            raise r.RegistryError("give exactly one of --version VERSION or --rollback")
+        if sum((rollback, bool(version), bool(stage))) != 1:
+            raise r.RegistryError(
+                "give exactly one of --version VERSION, --stage STAGE or --rollback"
+            )
         if rollback:
             _, version = r.rollback_target(state)
+        elif stage:
+            version = state.current(stage)
+            if version is None:
+                raise r.RegistryError(f"--stage {stage}: no version is in this stage yet")
         else:
             r.parse_version(version)
         info = state.version(version)
