@@ -236,3 +236,18 @@ def test_the_performance_chart_draws_bands_test_lines_and_alarms() -> None:
     ys = [float(a["cy"]) for a in parsed.find("circle", class_="live")]  # type: ignore[arg-type]
     assert ys[0] < ys[1]
     assert s.performance_chart("roc_auc", []).startswith('<p class="empty">')
+
+
+def test_charted_metrics_are_those_with_a_max_drop_rule_and_those_the_gate_judges() -> None:
+    from tests.site_registry import performance_report
+
+    data = s.SiteData(
+        state=hostile_state(),
+        performance=[s.Report("p.json", performance_report())],
+        chart_metrics=["accuracy"],  # judged by the gate, no max_drop rule
+    )
+    parsed = Elements(s.performance_section(data))
+    charted = [a["data-metric"] for a in parsed.find("figure")]
+    assert charted == ["roc_auc", "balanced_accuracy", "accuracy"]  # not log_loss
+    none = s.performance_section(s.SiteData(state=hostile_state(), performance=[]))
+    assert "No live data yet (no report given)" in none
