@@ -6,40 +6,16 @@ from __future__ import annotations
 
 import re
 import tarfile
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.site_registry import PROD, VERSIONS, make_registry, write_reports
+from tests.site_registry import PROD, VERSIONS, Elements, make_registry, write_reports
 from typer.testing import CliRunner
 
 from mlops_template import site as s
 from mlops_template.cli import app
 from mlops_template.registry import RegistryState, StageEvent, VersionInfo
-
-
-class Elements(HTMLParser):
-    """Start tags with their attributes, and the text of the document."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    def find(self, tag: str, **attrs: str) -> list[dict[str, str | None]]:
-        return [
-            a
-            for t, a in self.tags
-            if t == tag and all(a.get(k.rstrip("_")) == v for k, v in attrs.items())
-        ]
 
 
 def build(root: Path, *args: str) -> tuple[Any, str]:
