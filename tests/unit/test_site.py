@@ -227,3 +227,17 @@ def test_charted_metrics_are_those_with_a_max_drop_rule_and_those_the_gate_judge
     assert charted == ["roc_auc", "balanced_accuracy", "accuracy"]  # not log_loss
     none = s.performance_section(s.SiteData(state=hostile_state(), performance=[]))
     assert "No live data yet (no report given)" in none
+
+
+def test_windows_of_several_reports_are_merged_once_the_newest_report_winning() -> None:
+    from tests.site_registry import performance_report
+
+    old = performance_report() | {"created_at": "2026-06-03T00:00:00+00:00"}
+    new = performance_report() | {"created_at": "2026-06-05T00:00:00+00:00"}
+    new["windows"] = [dict(w) for w in new["windows"]]
+    new["windows"][0] = new["windows"][0] | {"labelled_rows": 999}
+    reports = [s.Report("new.json", new), s.Report("old.json", old)]  # any order
+    windows = s._windows(reports)
+    assert len(windows) == 3
+    assert windows[0]["labelled_rows"] == 999
+    assert [w["start"][:10] for w in windows] == ["2026-06-01", "2026-06-02", "2026-06-03"]
