@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 PROD = "prod"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -329,7 +330,8 @@ def _card_cell(data: SiteData, version: str, ever_prod: bool) -> str:
     text = '<span class="muted">not available locally</span>'
     tag = data.state.version(version).tag if data.state.version(version) else None
     if data.release_base and ever_prod and tag:
-        text += f' · <a href="{esc(data.release_base + tag)}">release</a>'
+        url = data.release_base + quote(tag, safe="@")
+        text += f' · <a href="{esc(url)}">release (its card)</a>'
     return text
 
 

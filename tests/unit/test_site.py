@@ -241,3 +241,13 @@ def test_windows_of_several_reports_are_merged_once_the_newest_report_winning() 
     assert len(windows) == 3
     assert windows[0]["labelled_rows"] == 999
     assert [w["start"][:10] for w in windows] == ["2026-06-01", "2026-06-02", "2026-06-03"]
+
+
+def test_versions_that_were_deployed_link_their_release_when_the_repository_is_known(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/demo")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    _, page = build(repo)
+    release = "https://github.com/acme/demo/releases/tag/model@v1.0.0"
+    assert f'<a href="{release}">release (its card)</a>' in row(page, "v1.0.0")
