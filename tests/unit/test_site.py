@@ -251,3 +251,14 @@ def test_versions_that_were_deployed_link_their_release_when_the_repository_is_k
     _, page = build(repo)
     release = "https://github.com/acme/demo/releases/tag/model@v1.0.0"
     assert f'<a href="{release}">release (its card)</a>' in row(page, "v1.0.0")
+
+
+def test_a_card_whose_decision_names_an_unknown_version_is_linked_with_a_note(repo: Path) -> None:
+    deploy = repo / "reports" / "deploy"
+    deploy.mkdir(parents=True)
+    (deploy / "model_card.md").write_text("# Model card: model v9.0.0\n")
+    (deploy / "decision.json").write_text('{"version": "v9.0.0", "commit": "abc"}')
+    _, page = build(repo)
+    assert '<a href="cards/model_card.html">' in page
+    assert "names v9.0.0, which is not in the registry here" in page
+    assert "model card</a>" not in row(page, "v1.1.0")  # linked to no version

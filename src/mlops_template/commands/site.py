@@ -84,7 +84,12 @@ def _workspace_card(out: Path, card: Path, decision: Path, state: object) -> tup
     raw, page = f"cards/{stem}.md", f"cards/{stem}.html"
     write_text(out / raw, text)
     write_text(out / page, render_card_page(f"Model card {stem}", text, f"{stem}.md"))
-    note = "" if info else "(its version is unknown: reports/deploy/decision.json is missing)"
+    if info is not None:
+        note = ""
+    elif isinstance(version, str):
+        note = f"(reports/deploy/decision.json names {version}, which is not in the registry here)"
+    else:
+        note = "(its version is unknown: reports/deploy/decision.json is missing)"
     link = CardLink(page, raw, note)
     return link, info.version if info else None, {info.version: link} if info else {}
 
