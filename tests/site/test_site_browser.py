@@ -3,22 +3,30 @@ site/index.html from a file:// URL, with no server and no network (every host na
 resolves to nothing).
 
 What is checked: no console message at all (the page has no script, so any message is an
-error: a script someone injected, a CSP or parse complaint), the test registry's versions
-and the prod row are in the rendered DOM, and a screenshot is not blank. Each check is
-shown to fail on a page made to fail it (a script error; a blank page).
+error: a script someone injected, a CSP or parse complaint), no error in the browser's
+log either (a resource that failed to load: the page must fetch nothing), the test
+registry's versions and the prod row are in the rendered DOM, and a screenshot is not
+blank. Each check is shown to fail on a page made to fail it (a script error, a missing
+image; a blank page).
 
 Chromium is driven by its own command-line flags: `--dump-dom` prints the DOM after
 load, `--enable-logging=stderr --v=0` prints every console message as a `CONSOLE` line,
-`--screenshot`. As root it needs `--no-sandbox`. Skipped (with the reason) only when
-Chromium is not installed or does not start (.ci/run installs it with apt-get).
+`--screenshot`; and the DevTools protocol over `--remote-debugging-pipe` (JSON messages
+separated by NUL on file descriptors 3 and 4: no websocket library needed) reports
+console calls, exceptions and log entries with their level. As root it needs
+`--no-sandbox`. Skipped (with the reason) only when Chromium is not installed or does not
+start (.ci/run installs it with apt-get).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -83,6 +91,104 @@ def load(page: Path, tmp: Path) -> tuple[str, list[str]]:
 def console_messages(stderr: str) -> list[str]:
     """Chromium's log lines of console messages: `[...:INFO:CONSOLE:1] "text", source: ...`."""
     return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+class DevTools:
+    """Chromium's DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
+
+    def __init__(self, profile: Path) -> None:
+        ours_in, theirs_out = os.pipe()  # Chromium writes fd 4, we read
+        theirs_in, ours_out = os.pipe()  # we write, Chromium reads fd 3
+
+        args = [a for a in browser_args(profile) if not a.startswith(("--enable-logging", "--v="))]
+        # bash moves the pipe ends to 3 and 4 (dash: one-digit fds only; no preexec_fn: threads).
+        moves = f"3<&{theirs_in} 4>&{theirs_out} {theirs_in}<&- {theirs_out}>&-"
+        self.process = subprocess.Popen(
+            ["bash", "-c", f'exec "$@" {moves}', "bash", *args, "--remote-debugging-pipe"],
+            pass_fds=(theirs_in, theirs_out),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(theirs_in)
+        os.close(theirs_out)
+        self.read, self.write = ours_in, ours_out
+        self.buffer = b""
+        self.events: list[dict] = []
+        self.last_id = 0
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None) -> int:
+        self.last_id += 1
+        message = {"id": self.last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self.write, json.dumps(message).encode() + b"\0")
+        return self.last_id
+
+    def wait(self, match, seconds: float) -> dict | None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + seconds
+        while True:
+            while b"\0" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\0", 1)
+                message = json.loads(line)
+                self.events.append(message)
+                if match(message):
+                    return message
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.read], [], [], min(left, 0.5))[0]:
+                if left <= 0:
+                    return None
+                continue
+            chunk = os.read(self.read, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        sent = self.send(method, params, session)
+        answer = self.wait(lambda m: m.get("id") == sent, 30)
+        assert answer is not None and "error" not in answer, (method, answer)
+        return answer["result"]
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+            self.process.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        finally:
+            os.close(self.read)
+            os.close(self.write)
+
+
+def browser_errors(page: Path, tmp: Path) -> list[str]:
+    """Console calls, uncaught exceptions and error log entries while PAGE loads."""
+    tools = DevTools(tmp / "profile-cdp")
+    try:
+        target = tools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = tools.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        for domain in ("Runtime", "Log", "Page"):
+            tools.call(f"{domain}.enable", session=session)
+        tools.call("Page.navigate", {"url": page.resolve().as_uri()}, session)
+        loaded = tools.wait(lambda m: m.get("method") == "Page.loadEventFired", 60)
+        assert loaded is not None, "the page did not finish loading"
+        tools.wait(lambda m: False, 0.5)  # late messages
+    finally:
+        tools.close()
+    found = []
+    for event in tools.events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled":
+            values = [str(a.get("value", a.get("description", ""))) for a in params["args"]]
+            found.append(f"console.{params['type']}: {' '.join(values)}")
+        elif method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            found.append(f"exception: {details.get('exception', {}).get('description', details)}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
+            found.append(f"log {params['entry']['level']}: {params['entry']['text']}")
+    return found
 
 
 def screenshot(page: Path, tmp: Path) -> Path:
@@ -157,6 +263,26 @@ def test_the_console_check_catches_a_script_error(tmp_path: Path) -> None:
     bad.write_text("<!DOCTYPE html><p>x</p><script>notDefinedAnywhere();</script>")
     _, console = load(bad, tmp_path)
     assert any("Uncaught ReferenceError: notDefinedAnywhere" in line for line in console), console
+
+
+def test_the_devtools_protocol_sees_no_error_while_the_page_loads(
+    site: Path, tmp_path: Path
+) -> None:
+    assert browser_errors(site, tmp_path) == []
+
+
+def test_the_devtools_check_catches_script_errors_and_failed_requests(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<!DOCTYPE html><img src="missing.png"><link rel="stylesheet" '
+        'href="https://fonts.example.com/x.css"><script>console.error("boom");'
+        "notDefinedAnywhere();</script>"
+    )
+    errors = browser_errors(bad, tmp_path)
+    assert "console.error: boom" in errors, errors
+    assert any("notDefinedAnywhere is not defined" in e for e in errors), errors
+    assert any("ERR_FILE_NOT_FOUND" in e for e in errors), errors  # the missing image
+    assert any("ERR_NAME_NOT_RESOLVED" in e for e in errors), errors  # no network
 
 
 def test_the_screenshot_is_not_blank(site: Path, tmp_path: Path) -> None:
