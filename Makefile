@@ -89,6 +89,11 @@ promote: .venv/.synced ## Compare with prod (rebuilt from its commit), assign pr
 rollback: .venv/.synced ## Move prod back to the previous production version [PUSH=1]
 	$(RUN) python -m mlops_template registry rollback $${VERSION:+--expect "$$VERSION"} $(PUSH_FLAG)
 
+SITE_TAR ?=
+.PHONY: site
+site: .venv/.synced ## History page site/index.html: versions, stage history, live performance, drift [SITE_TAR=file]
+	$(RUN) python -m mlops_template site --out site/ $${SITE_TAR:+--tar "$$SITE_TAR"}
+
 .PHONY: registry
 registry: .venv/.synced ## Show the model registry: versions, stages and metrics
 	$(RUN) python -m mlops_template registry show

@@ -17,6 +17,7 @@ from mlops_template.commands import (
     registry,
     report,
     serve,
+    site,
     sweep,
     template,
 )
@@ -35,7 +36,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     log.configure(verbose)
 
 
-for module in (pipeline, template, report, serve, monitor, registry, pull_request, sweep):
+for module in (pipeline, template, report, serve, monitor, registry, pull_request, sweep, site):
     module.register(app)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,35 @@ def test_a_better_merge_publishes_the_release_with_files_and_model_card(
 
 
 @pytest.mark.slow
+def test_a_merge_builds_the_history_page_and_requests_its_pages_deployment(
+    better: ActResult, world: World
+) -> None:
+    import tarfile
+
+    archive = better.artifact("github-pages") / "artifact.tar"
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        page = tar.extractfile("index.html").read().decode()  # type: ignore[union-attr]
+    assert {"index.html", "cards/model_card.md", "cards/model_card.html"} <= set(names), names
+    # Under act the job's workspace is a copy of the host repository: its tags, not those
+    # decide pushed to origin a minute earlier (on GitHub the checkout with fetch-depth 0
+    # fetches them). So the page lists v0.1.0 in prod and the card of v0.2.0's decision
+    # as the workspace's, its version not in the registry here.
+    assert re.search(r'<tr class="prod" data-version="v0\.1\.0">', page), page
+    assert "names v0.2.0, which is not in the registry here" in page
+    assert "No live data yet" in page
+    with tarfile.open(archive) as tar:
+        card = tar.extractfile("cards/model_card.md").read().decode()  # type: ignore[union-attr]
+    assert card.startswith("# Model card: model v0.2.0")
+    calls = [
+        json.loads(line)
+        for line in (world.store / "github-script" / "calls.jsonl").read_text().splitlines()
+    ]
+    (call,) = [c for c in calls if c["run"] == str(better.run_id)]
+    assert call["job"] == "pages" and call["env"]["ARTIFACT_ID"], call
+
+
+@pytest.mark.slow
 def test_a_worse_merge_is_registered_but_publishes_nothing(
     worse: tuple[ActResult, int, int], world: World, repo: tuple[GitRepo, Path]
 ) -> None:
@@ -266,7 +296,41 @@ def test_least_privilege_per_job() -> None:
             assert not (pushes_tags and releases), where  # tags and releases in separate jobs
             pushes_image = "docker/build-push-action@" in steps
             assert (permissions.get("packages") == "write") == pushes_image, where
-            assert set(permissions) <= {"contents", "packages"}, where
+            # Pages: only the job deploying to the github-pages environment may, with the
+            # OIDC token the Pages deployment API requires.
+            environment = job.get("environment") or {}
+            deploys_pages = (environment.get("name") if isinstance(environment, dict)
+                             else environment) == "github-pages"  # fmt: skip
+            assert (permissions.get("pages") == "write") == deploys_pages, where
+            assert (permissions.get("id-token") == "write") == deploys_pages, where
+            if deploys_pages:
+                assert permissions == {"pages": "write", "id-token": "write"}, where
+            assert set(permissions) <= {"contents", "packages", "pages", "id-token"}, where
+
+
+def test_the_history_page_is_built_after_every_decision_and_published_on_pages() -> None:
+    site, pages = (jobs("deploy.yaml")[j] for j in ("site", "pages"))
+    assert site["needs"] == "decide" and "if" not in site  # promoted or not
+    assert runs(site) == ["make site"]
+    (build,) = [st for st in site["steps"] if st.get("run") == "make site"]
+    assert build["env"]["SITE_TAR"] == "${{ runner.temp }}/artifact.tar"
+    (upload,) = [st for st in site["steps"] if st.get("id") == "upload"]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert (upload["with"]["name"], upload["with"]["path"]) == (
+        "github-pages",
+        build["env"]["SITE_TAR"],
+    )
+    assert site["outputs"]["artifact-id"] == "${{ steps.upload.outputs.artifact-id }}"
+    for step in site["steps"]:  # what is published is built without a shared cache
+        assert not step.get("uses", "").startswith("actions/cache"), step
+        if step.get("uses", "").startswith("astral-sh/setup-uv@"):
+            assert step["with"]["enable-cache"] is False
+    assert pages["needs"] == "site" and pages["environment"]["name"] == "github-pages"
+    (deploy,) = pages["steps"]
+    assert deploy["uses"].startswith("actions/github-script@")
+    assert deploy["env"] == {"ARTIFACT_ID": "${{ needs.site.outputs.artifact-id }}"}
+    assert "/pages/deployments" in deploy["with"]["script"]
+    assert "${{" not in deploy["with"]["script"]  # inputs through the environment only
 
 
 def test_no_cache_where_something_is_published() -> None:

@@ -1,0 +1,169 @@
+"""`site`: the history page (site/index.html) from the registry and the monitor reports.
+
+    python -m mlops_template site --out site/ [--performance FILE]... [--drift FILE]...
+
+Reads the GTO tags (`registry.load_state`), the `monitor performance` and `monitor check`
+reports (default: reports/monitor/performance.json and drift.json, when they exist; a
+missing one is said on the page, not an error) and the workspace's model card
+(reports/deploy/model_card.md, whose version decision.json names). Writes OUT/index.html
+and the model cards it links (OUT/cards/); `--tar FILE` also packs OUT as GitHub Pages'
+artifact (a tar of the site's files). Rendering is `mlops_template.site`. Exit 2 when the
+registry cannot be read (not a git repository).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from mlops_template import paths
+from mlops_template.commands.common import params
+from mlops_template.files import remove, write_text
+from mlops_template.log import get_logger
+
+logger = get_logger("site")
+
+PERFORMANCE_JSON = paths.MONITOR_REPORT_DIR / "performance.json"
+
+
+def _reports(given: list[Path] | None, default: Path) -> list[object]:
+    from mlops_template.site import Report
+
+    files = given if given else [default] if default.is_file() else []
+    out = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            out.append(Report(str(path), None, "not found"))
+            continue
+        except (OSError, ValueError) as exc:
+            out.append(Report(str(path), None, f"cannot be read: {exc}"))
+            continue
+        if not isinstance(data, dict):
+            out.append(Report(str(path), None, "not a report (a JSON object was expected)"))
+            continue
+        out.append(Report(str(path), data))
+    for report in out:
+        if report.error:  # type: ignore[attr-defined]
+            logger.warning("%s: %s", report.source, report.error)  # type: ignore[attr-defined]
+    return out
+
+
+def _release_base() -> str | None:
+    repo = os.environ.get("GITHUB_REPOSITORY", "")
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    if not repo or not server.startswith(("https://", "http://")):
+        return None
+    return f"{server}/{repo}/releases/tag/"
+
+
+def _workspace_card(out: Path, card: Path, decision: Path, state: object) -> tuple:
+    """Copy the workspace's card; (link, version it belongs to or None, {version: link})."""
+    from mlops_template.site import CardLink, render_card_page, safe_name
+
+    if not card.is_file():
+        return None, None, {}
+    text = card.read_text()
+    recorded: dict = {}
+    try:
+        loaded = json.loads(decision.read_text())
+        recorded = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        pass
+    version = recorded.get("version")
+    info = state.version(version) if isinstance(version, str) else None  # type: ignore[attr-defined]
+    if info is not None and recorded.get("commit") not in (None, info.commit):
+        info = None  # a decision about a commit the registry places elsewhere: not trusted
+    stem = f"model_card-{safe_name(info.version)}" if info else "model_card"
+    raw, page = f"cards/{stem}.md", f"cards/{stem}.html"
+    write_text(out / raw, text)
+    write_text(out / page, render_card_page(f"Model card {stem}", text, f"{stem}.md"))
+    if info is not None:
+        note = ""
+    elif isinstance(version, str):
+        note = f"(reports/deploy/decision.json names {version}, which is not in the registry here)"
+    else:
+        note = "(its version is unknown: reports/deploy/decision.json is missing)"
+    link = CardLink(page, raw, note)
+    return link, info.version if info else None, {info.version: link} if info else {}
+
+
+def _write_tar(out: Path, target: Path) -> None:
+    """OUT's files at the archive's root, as actions/upload-pages-artifact packs them."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(target, "w") as archive:
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                archive.add(path, arcname=path.relative_to(out).as_posix(), recursive=False)
+
+
+def site(
+    out: Path = typer.Option(Path("site"), "--out", help="Directory of the page."),
+    performance: list[Path] = typer.Option(
+        None,
+        "--performance",
+        help=f"`monitor performance` report (repeatable; default {PERFORMANCE_JSON} if present).",
+    ),
+    drift: list[Path] = typer.Option(
+        None,
+        "--drift",
+        help=f"`monitor check` report (repeatable; default {paths.MONITOR_JSON} if present).",
+    ),
+    card: Path = typer.Option(paths.MODEL_CARD, "--card", help="The workspace's model card."),
+    tar: Path = typer.Option(
+        None, "--tar", help="Also write OUT as a tar (GitHub Pages' artifact format)."
+    ),
+) -> None:
+    """Write the history page: versions, stage history, live performance, drift, cards."""
+    from mlops_template.commands.registry import registry_errors
+    from mlops_template.registry import head_commit, load_state
+    from mlops_template.site import SiteData, render_site
+
+    p = params()
+    with registry_errors():
+        root = Path.cwd()
+        state = load_state(root, p.registry.model_name)
+        try:
+            head = head_commit(root)
+        except ValueError:
+            head = None  # a repository without commits
+        remove(out / "cards", out / "index.html")
+        link, card_version, cards = _workspace_card(out, card, paths.DEPLOY_DECISION, state)
+        gate = p.gate
+        judged = [m for rules in gate.baseline.values() for m in rules]
+        data = SiteData(
+            state=state,
+            metric_names=list(p.compare.metrics),
+            chart_metrics=list(dict.fromkeys([*gate.max_regression, *gate.min, *judged])),
+            performance=_reports(performance, PERFORMANCE_JSON),  # type: ignore[arg-type]
+            drift=_reports(drift, paths.MONITOR_JSON),  # type: ignore[arg-type]
+            workspace_card=link,
+            workspace_card_version=card_version,
+            version_cards=cards,
+            release_base=_release_base(),
+            generated=datetime.now(UTC),
+            head=head,
+        )
+        write_text(out / "index.html", render_site(data))
+        if tar is not None:
+            _write_tar(out, tar)
+    logger.info(
+        "history page: %d version(s), %d stage event(s), %d performance and %d drift "
+        "report(s) -> %s%s",
+        len(state.versions),
+        len(state.events),
+        len([r for r in data.performance if r.data is not None]),
+        len([r for r in data.drift if r.data is not None]),
+        out / "index.html",
+        f" (and {tar})" if tar else "",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("site")(site)
