@@ -277,7 +277,7 @@ def validate_chunk(contract: Contract, frame: pd.DataFrame, text: bool) -> Check
             refuse(
                 name,
                 infinite,
-                "not a finite number (Infinity); leave it empty for a missing value",
+                "not a finite number (Infinity, or too large, e.g. 1e400); leave it empty for a missing value",
                 raw,
             )
         out_of_range = ~bad & ~infinite & (np.abs(values) > FLOAT32_MAX)
