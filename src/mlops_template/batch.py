@@ -358,32 +358,42 @@ def _temporary(path: Path, run_id: str) -> Path:
     return path.with_name(f".{path.name}.{run_id}.tmp")
 
 
-class OutputWriter:
-    """Appends chunks to a temporary CSV or Parquet file; `commit` renames it."""
+def _arrow() -> Any:
+    """pyarrow if installed (the `train` group; the serving image has none), else None."""
+    try:
+        import pyarrow
+        import pyarrow.csv
+        import pyarrow.parquet
+    except ImportError:
+        return None
+    return pyarrow
 
-    def __init__(self, path: Path, run_id: str) -> None:
+
+class OutputWriter:
+    """Appends chunks to a temporary CSV or Parquet file; `commit` renames it. Chunks are
+    built as Arrow tables and written by pyarrow (CSV too: 10x faster than pandas'
+    `to_csv`, floats in their shortest round-trip form); without pyarrow a CSV is written
+    by pandas."""
+
+    def __init__(self, path: Path, run_id: str, contract: Contract) -> None:
         self.path = path
+        self.contract = contract
         self.format = file_format(path)
         self.temporary = _temporary(path, run_id)
+        self.pa = _pyarrow() if self.format == "parquet" else _arrow()
         self.parquet: Any = None
         self.schema: Any = None
         self.handle: Any = None
-        if self.format == "parquet":
-            self.pa = _pyarrow()
+        self.classes = list(contract.classes)
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.format == "csv":
-            if self.handle is None:
-                self.handle = self.temporary.open("w", newline="", encoding="utf-8")
-                frame.to_csv(self.handle, index=False)
-            else:
-                frame.to_csv(self.handle, index=False, header=False)
+    def write(self, request: str, kept: pd.DataFrame, scored: Scored) -> None:
+        if self.pa is None:
+            self._write_pandas(_output_frame(self.contract, request, kept, scored))
             return
-        table = self.pa.Table.from_pandas(frame, preserve_index=False)
-        if self.parquet is None:
+        table = self._table(request, kept, scored)
+        if self.schema is None:
             self.schema = table.schema
-            self.parquet = self.pa.parquet.ParquetWriter(self.temporary, self.schema)
         elif not table.schema.equals(self.schema):
             try:
                 table = table.cast(self.schema)
@@ -391,11 +401,70 @@ class OutputWriter:
                 raise BatchError(
                     f"the output's columns changed type between chunks ({exc})"
                 ) from None
-        self.parquet.write_table(table)
+        if self.format == "parquet":
+            if self.parquet is None:
+                self.parquet = self.pa.parquet.ParquetWriter(self.temporary, self.schema)
+            self.parquet.write_table(table)
+            return
+        header = self.handle is None
+        if header:
+            self.handle = self.pa.OSFile(str(self.temporary), "wb")
+        options = self.pa.csv.WriteOptions(include_header=header, quoting_style="needed")
+        self.pa.csv.write_csv(table, self.handle, options)
 
-    def empty(self, columns: Sequence[str]) -> None:
-        """No row was scored: an output with the header only."""
-        self.write(pd.DataFrame({name: pd.Series([], dtype=object) for name in columns}))
+    def _table(self, request: str, kept: pd.DataFrame, scored: Scored) -> Any:
+        pa = self.pa
+        rows = len(scored.predictions)
+        text = self.format == "csv"  # the CSV writer takes no dictionary columns
+        arrays: dict[str, Any] = {
+            "request_id": pa.array(np.full(rows, request, dtype=object), pa.string())
+            if text
+            else pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(rows, dtype=np.int32)), pa.array([request])
+            ),
+            "row": pa.array(np.arange(rows, dtype=np.int64)),
+        }
+        for name in kept.columns:
+            arrays[name] = pa.Array.from_pandas(kept[name])
+        if self.contract.regression:
+            arrays["prediction"] = pa.array(scored.predictions, pa.float64())
+        else:
+            codes = pd.Categorical(scored.predictions, categories=self.classes).codes
+            if text or (codes < 0).any():  # a label outside the schema's classes: as is
+                arrays["prediction"] = pa.array(scored.predictions, pa.string())
+            else:
+                arrays["prediction"] = pa.DictionaryArray.from_arrays(
+                    pa.array(codes.astype(np.int32)), pa.array(self.classes, pa.string())
+                )
+            assert scored.probabilities is not None
+            for j, name in enumerate(self.classes):
+                arrays[f"probability:{name}"] = pa.array(
+                    np.ascontiguousarray(scored.probabilities[:, j])
+                )
+        return pa.table(arrays)
+
+    def _write_pandas(self, frame: pd.DataFrame) -> None:
+        if self.handle is None:
+            self.handle = self.temporary.open("w", newline="", encoding="utf-8")
+            frame.to_csv(self.handle, index=False)
+        else:
+            frame.to_csv(self.handle, index=False, header=False)
+
+    def empty(self, keep: Sequence[str]) -> None:
+        """No row was scored: an output with the columns and no row."""
+        if self.pa is None:
+            columns = output_columns(self.contract, keep)
+            self._write_pandas(
+                pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+            )
+            return
+        empty = Scored(
+            np.zeros(0, bool),
+            np.zeros(0, np.float64 if self.contract.regression else object),
+            None if self.contract.regression else np.zeros((0, len(self.classes))),
+        )
+        kept = pd.DataFrame({name: pd.Series([], dtype=object) for name in keep})
+        self.write("", kept, empty)
 
     def _close(self) -> None:
         if self.handle is not None:
@@ -495,7 +564,7 @@ def run_batch(
         raise BatchError(f"--keep {overlap[0]!r}: the output has a column of that name already")
     check_columns(inputs, contract, keep)
     result = BatchResult(run_id, output, rejects_path(output), files=len(inputs))
-    writer = OutputWriter(output, run_id)
+    writer = OutputWriter(output, run_id, contract)
     rejects = RejectsWriter(result.rejects, run_id)
     started = time.perf_counter()
     chunk = 0
@@ -551,10 +620,10 @@ def run_batch(
                     )
                 if good_rows and scored is not None:
                     request = request_id(run_id, chunk)
-                    kept = frame.loc[checked.good, list(keep)] if keep else frame.iloc[:0, :0]
-                    writer.write(
-                        _output_frame(contract, request, kept.reset_index(drop=True), scored)
-                    )
+                    kept = frame[list(keep)]
+                    if good_rows < rows:
+                        kept = kept.loc[checked.good]
+                    writer.write(request, kept.reset_index(drop=True), scored)
                     wrote = True
                     if prediction_log is not None:
                         _log_chunk(
@@ -572,7 +641,7 @@ def run_batch(
                 )  # fmt: skip
                 chunk += 1
         if not wrote:
-            writer.empty(output_columns(contract, keep))
+            writer.empty(keep)
         if prediction_log is not None:
             flush = getattr(prediction_log, "flush", None)
             if flush is not None and not flush(LOG_WAIT_SECONDS):
