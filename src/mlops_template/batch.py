@@ -46,6 +46,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,6 +370,10 @@ def _arrow() -> Any:
     return pyarrow
 
 
+def _decoded(dictionary: Any, decode: bool) -> Any:
+    return dictionary.dictionary_decode() if decode else dictionary
+
+
 class OutputWriter:
     """Appends chunks to a temporary CSV or Parquet file; `commit` renames it. Chunks are
     built as Arrow tables and written by pyarrow (CSV too: 10x faster than pandas'
@@ -385,6 +390,7 @@ class OutputWriter:
         self.schema: Any = None
         self.handle: Any = None
         self.classes = list(contract.classes)
+        self.sorted_classes = np.sort(np.asarray(self.classes, dtype=str))
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, request: str, kept: pd.DataFrame, scored: Scored) -> None:
@@ -415,12 +421,14 @@ class OutputWriter:
     def _table(self, request: str, kept: pd.DataFrame, scored: Scored) -> Any:
         pa = self.pa
         rows = len(scored.predictions)
-        text = self.format == "csv"  # the CSV writer takes no dictionary columns
+        # Repeated strings as dictionary columns (Parquet stores them once per page);
+        # the CSV writer takes plain strings, decoded from the dictionary in C.
         arrays: dict[str, Any] = {
-            "request_id": pa.array(np.full(rows, request, dtype=object), pa.string())
-            if text
-            else pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(rows, dtype=np.int32)), pa.array([request])
+            "request_id": _decoded(
+                pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(rows, dtype=np.int32)), pa.array([request])
+                ),
+                self.format == "csv",
             ),
             "row": pa.array(np.arange(rows, dtype=np.int64)),
         }
@@ -429,19 +437,26 @@ class OutputWriter:
         if self.contract.regression:
             arrays["prediction"] = pa.array(scored.predictions, pa.float64())
         else:
-            codes = pd.Categorical(scored.predictions, categories=self.classes).codes
-            if text or (codes < 0).any():  # a label outside the schema's classes: as is
-                arrays["prediction"] = pa.array(scored.predictions, pa.string())
-            else:
-                arrays["prediction"] = pa.DictionaryArray.from_arrays(
-                    pa.array(codes.astype(np.int32)), pa.array(self.classes, pa.string())
-                )
+            arrays["prediction"] = self._labels(scored.predictions)
             assert scored.probabilities is not None
             for j, name in enumerate(self.classes):
                 arrays[f"probability:{name}"] = pa.array(
                     np.ascontiguousarray(scored.probabilities[:, j])
                 )
         return pa.table(arrays)
+
+    def _labels(self, labels: np.ndarray) -> Any:
+        """The predicted labels, as codes into the schema's classes when they all are."""
+        pa = self.pa
+        if len(labels) and self.sorted_classes.size:
+            index = np.searchsorted(self.sorted_classes, labels)
+            index = np.minimum(index, self.sorted_classes.size - 1)
+            if (self.sorted_classes[index] == labels).all():
+                dictionary = pa.DictionaryArray.from_arrays(
+                    pa.array(index.astype(np.int32)), pa.array(self.sorted_classes.tolist())
+                )
+                return _decoded(dictionary, self.format == "csv")
+        return pa.array(np.asarray(labels, dtype=object), pa.string())
 
     def _write_pandas(self, frame: pd.DataFrame) -> None:
         if self.handle is None:
@@ -545,6 +560,18 @@ def _output_frame(
     return pd.DataFrame(data, copy=False)
 
 
+@dataclass
+class _Chunk:
+    """A chunk read and validated, its scoring running (or done) on the scoring thread."""
+
+    number: int
+    path: Path
+    first_row: int  # of the chunk, in its file
+    frame: pd.DataFrame
+    checked: Checked
+    scoring: Future[Scored] | None  # None: no valid row
+
+
 def run_batch(
     inputs: Sequence[Path],
     output: Path,
@@ -555,7 +582,11 @@ def run_batch(
     config: BatchConfig | None = None,
 ) -> BatchResult:
     """Score every row of `inputs` into `output` (see the module docstring). Raises
-    BatchError for bad input; the output appears only when the run succeeds."""
+    BatchError for bad input; the output appears only when the run succeeds.
+
+    Pipelined: while onnxruntime scores chunk k on a second thread (it releases the
+    GIL), this thread writes and logs chunk k-1 and reads and validates chunk k+1; at
+    most two chunks are in memory, and they are written in order."""
     config = config or BatchConfig()
     run_id = config.run_id or new_run_id()
     keep = tuple(dict.fromkeys(config.keep))
@@ -567,79 +598,72 @@ def run_batch(
     writer = OutputWriter(output, run_id, contract)
     rejects = RejectsWriter(result.rejects, run_id)
     started = time.perf_counter()
-    chunk = 0
     wrote = False
+
+    def finish(item: _Chunk) -> None:
+        nonlocal wrote
+        checked, frame, path = item.checked, item.frame, item.path
+        rows = len(frame)
+        scored = item.scoring.result() if item.scoring is not None else None
+        good_rows = int(checked.good.sum())
+        if scored is not None and not scored.finite.all():
+            scored, good_rows = _drop_unscorable(checked, scored)
+        bad = rows - good_rows
+        if bad:
+            rejects.write(path, item.first_row, checked.problems)
+            result.bad_rows += bad
+            for _, column, _, _ in checked.problems:
+                name = column or "(model)"
+                result.reasons[name] = result.reasons.get(name, 0) + 1
+        if config.max_bad_rows is not None and result.bad_rows > config.max_bad_rows:
+            first = _first_problem(path, item.first_row, checked.problems)
+            raise BatchError(
+                f"{result.bad_rows} refused row(s), more than --max-bad-rows "
+                f"{config.max_bad_rows} (first: {first}); every reason is in "
+                f"{result.rejects}; nothing was written to {output}"
+            )
+        if good_rows and scored is not None:
+            request = request_id(run_id, item.number)
+            kept = frame[list(keep)]
+            if good_rows < rows:
+                kept = kept.loc[checked.good]
+            writer.write(request, kept.reset_index(drop=True), scored)
+            wrote = True
+            if prediction_log is not None:
+                _log_chunk(prediction_log, contract, checked.columns, scored, version, request)
+            result.requests += 1
+            result.rows_scored += good_rows
+        result.rows_read += rows
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "chunk %d (%s, rows %d-%d): %d scored, %d refused; %d rows done, %.0f rows/s",
+            item.number, path.name, item.first_row, item.first_row + rows - 1, good_rows, bad,
+            result.rows_read, result.rows_read / elapsed if elapsed > 0 else 0.0,
+        )  # fmt: skip
+
     try:
-        for path in inputs:
-            text = file_format(path) == "csv"
-            first_row = 0
-            for frame in read_chunks(path, contract, keep, config.chunk_rows):
-                rows = len(frame)
-                checked = validate_chunk(contract, frame, text)
-                result.unknown_categories += checked.unknown
-                good_rows = int(checked.good.sum())
-                scored: Scored | None = None
-                if good_rows:
-                    scored = score(contract, model, checked.columns, good_rows)
-                    if not scored.finite.all():
-                        positions = np.flatnonzero(checked.good)
-                        for i in np.flatnonzero(~scored.finite):
-                            checked.problems.append(
-                                (
-                                    int(positions[i]),
-                                    "",
-                                    "the model gives no finite output for this row (extreme values?)",
-                                    None,
-                                )
-                            )
-                        checked.problems.sort(key=lambda p: p[0])
-                        keep_rows = scored.finite
-                        checked.good[positions[~keep_rows]] = False
-                        checked.columns = {n: v[keep_rows] for n, v in checked.columns.items()}
-                        scored = Scored(
-                            scored.finite[keep_rows],
-                            scored.predictions[keep_rows],
-                            None
-                            if scored.probabilities is None
-                            else scored.probabilities[keep_rows],
-                        )
-                        good_rows = int(keep_rows.sum())
-                bad = rows - good_rows
-                if bad:
-                    rejects.write(path, first_row, checked.problems)
-                    result.bad_rows += bad
-                    for _, column, _, _ in checked.problems:
-                        result.reasons[column or "(model)"] = (
-                            result.reasons.get(column or "(model)", 0) + 1
-                        )
-                if config.max_bad_rows is not None and result.bad_rows > config.max_bad_rows:
-                    raise BatchError(
-                        f"{result.bad_rows} refused row(s), more than --max-bad-rows "
-                        f"{config.max_bad_rows} (first: {_first_problem(path, first_row, checked.problems)}); "
-                        f"every reason is in {result.rejects}; nothing was written to {output}"
+        with ThreadPoolExecutor(1, thread_name_prefix="batch-score") as executor:
+            pending: _Chunk | None = None
+            number = 0
+            for path in inputs:
+                text = file_format(path) == "csv"
+                first_row = 0
+                for frame in read_chunks(path, contract, keep, config.chunk_rows):
+                    checked = validate_chunk(contract, frame, text)
+                    result.unknown_categories += checked.unknown
+                    good_rows = int(checked.good.sum())
+                    scoring = (
+                        executor.submit(score, contract, model, checked.columns, good_rows)
+                        if good_rows
+                        else None
                     )
-                if good_rows and scored is not None:
-                    request = request_id(run_id, chunk)
-                    kept = frame[list(keep)]
-                    if good_rows < rows:
-                        kept = kept.loc[checked.good]
-                    writer.write(request, kept.reset_index(drop=True), scored)
-                    wrote = True
-                    if prediction_log is not None:
-                        _log_chunk(
-                            prediction_log, contract, checked.columns, scored, version, request
-                        )
-                    result.requests += 1
-                    result.rows_scored += good_rows
-                result.rows_read += rows
-                first_row += rows
-                elapsed = time.perf_counter() - started
-                logger.info(
-                    "chunk %d (%s, rows %d-%d): %d scored, %d refused; %d rows done, %.0f rows/s",
-                    chunk, path.name, first_row - rows, first_row - 1, good_rows, bad,
-                    result.rows_read, result.rows_read / elapsed if elapsed > 0 else 0.0,
-                )  # fmt: skip
-                chunk += 1
+                    if pending is not None:
+                        finish(pending)
+                    pending = _Chunk(number, path, first_row, frame, checked, scoring)
+                    first_row += len(frame)
+                    number += 1
+            if pending is not None:
+                finish(pending)
         if not wrote:
             writer.empty(keep)
         if prediction_log is not None:
@@ -659,6 +683,20 @@ def run_batch(
     rejects.commit()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _drop_unscorable(checked: Checked, scored: Scored) -> tuple[Scored, int]:
+    """Rows the model gives no finite output for (the API answers 422): refused."""
+    positions = np.flatnonzero(checked.good)
+    for i in np.flatnonzero(~scored.finite):
+        reason = "the model gives no finite output for this row (extreme values?)"
+        checked.problems.append((int(positions[i]), "", reason, None))
+    checked.problems.sort(key=lambda p: p[0])
+    finite = scored.finite
+    checked.good[positions[~finite]] = False
+    checked.columns = {name: values[finite] for name, values in checked.columns.items()}
+    probabilities = None if scored.probabilities is None else scored.probabilities[finite]
+    return Scored(finite[finite], scored.predictions[finite], probabilities), int(finite.sum())
 
 
 def _first_problem(path: Path, first_row: int, problems: list[tuple[int, str, str, Any]]) -> str:
