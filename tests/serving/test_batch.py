@@ -356,3 +356,47 @@ def test_input_files_and_formats(tmp_path: Path) -> None:
         batch.input_files(tmp_path / "nothing")
     assert batch.rejects_path(tmp_path / "s.parquet") == tmp_path / "s.rejects.csv"
     assert json.dumps(batch.request_id("r", 3)) == '"batch-r-3"'
+
+
+class NaNForNegativeX1:
+    """A stand-in model: the real one's answers, but no finite probabilities for a row
+    whose x1 is negative (what an extreme input can do to a real model)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def predict(self, feeds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        labels, proba = self.model.predict(feeds)
+        proba[feeds[0][:, 0] < 0] = np.nan
+        return labels, proba
+
+
+def test_rows_the_model_cannot_score_are_refused(
+    scorer: Scorer, mixed_model: MixedModel, tmp_path: Path
+) -> None:
+    frame = mixed_model.test.reset_index(drop=True)
+    frame.to_parquet(tmp_path / "in.parquet")
+    output = tmp_path / "out.parquet"
+    model: Any = NaNForNegativeX1(scorer.model)
+    result = batch.run_batch(
+        [tmp_path / "in.parquet"], output, scorer.contract, model, "dev", None,
+        batch.BatchConfig(max_bad_rows=None, keep=("customer_id",), chunk_rows=50),
+    )  # fmt: skip
+    negative = frame["x1"] < 0
+    assert result.bad_rows == negative.sum() > 0
+    assert read(output)["customer_id"].tolist() == frame.loc[~negative, "customer_id"].tolist()
+    rejects = pd.read_csv(batch.rejects_path(output))
+    assert rejects["row"].tolist() == np.flatnonzero(negative).tolist()
+    assert all("no finite output" in reason for reason in rejects["reason"])
+
+
+def test_csv_without_pyarrow_is_written_by_pandas_alike(
+    scorer: Scorer, mixed_model: MixedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serving image has no pyarrow: CSV in and out still work, same values."""
+    frame = mixed_model.test.reset_index(drop=True)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    scorer.run([tmp_path / "in.csv"], tmp_path / "arrow.csv", run_id="r")
+    monkeypatch.setattr(batch, "_arrow", lambda: None)
+    scorer.run([tmp_path / "in.csv"], tmp_path / "pandas.csv", run_id="r")
+    pd.testing.assert_frame_equal(read(tmp_path / "arrow.csv"), read(tmp_path / "pandas.csv"))
