@@ -400,3 +400,42 @@ def test_csv_without_pyarrow_is_written_by_pandas_alike(
     monkeypatch.setattr(batch, "_arrow", lambda: None)
     scorer.run([tmp_path / "in.csv"], tmp_path / "pandas.csv", run_id="r")
     pd.testing.assert_frame_equal(read(tmp_path / "arrow.csv"), read(tmp_path / "pandas.csv"))
+
+
+def test_version_and_stage_label_the_workspace_model_only_if_it_is_theirs(
+    scorer: Scorer, tmp_path: Path
+) -> None:
+    """--version / --stage: the registry's tags (GTO format, as `registry register` and
+    `promote` write them) name the version; the workspace model must be that version's."""
+    import hashlib
+    import shutil
+
+    from mlops_template.commands.predict import _registry_version
+    from mlops_template.registry import registration_message
+
+    root = tmp_path / "project"
+    shutil.copytree(scorer.root, root)
+    model = (root / "models/model.onnx").read_bytes()
+    sha = hashlib.sha256(model).hexdigest()
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=root, env=tool_env(), check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "model")
+    for tag, model_sha in (("model@v1.0.0", sha), ("model@v1.1.0", "0" * 64)):
+        message = registration_message(
+            "model", tag.split("@")[1], {}, {"model.onnx": model_sha}, None
+        )
+        git("tag", "-a", tag, "-m", message)
+    git("tag", "-a", "model#prod#1", "-m", "assign prod")
+
+    # both versions are at the same commit: the stage goes to the highest (GTO's rule)
+    with pytest.raises(batch.BatchError, match=r"is not the model of v1\.1\.0"):
+        _registry_version(root, model, None, "prod")
+    assert _registry_version(root, model, "v1.0.0", None) == "v1.0.0"
+    with pytest.raises(batch.BatchError, match="not a registered version"):
+        _registry_version(root, model, "v2.0.0", None)
+    with pytest.raises(batch.BatchError, match="no version of model is in staging"):
+        _registry_version(root, model, None, "staging")
