@@ -143,8 +143,10 @@ def main() -> None:
             "predict csv -> csv": (csv, tmp / "out.csv", False),
         }
         best: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         for _ in range(args.repeat):
             for name, case in cases.items():
+                cpu_started = time.process_time()
                 if case is None:
                     seconds = plain_loop(session, schema, frame, args.chunk_rows)
                 else:
@@ -165,14 +167,20 @@ def main() -> None:
                     seconds = time.perf_counter() - started
                     assert result.rows_scored == args.rows, result
                 best[name] = min(best.get(name, float("inf")), seconds)
+                used = time.process_time() - cpu_started
+                cpu[name] = min(cpu.get(name, float("inf")), used)
         plain = best["plain onnxruntime loop (in memory)"]
+        plain_cpu = cpu["plain onnxruntime loop (in memory)"]
         print(f"{args.rows} rows, chunks of {args.chunk_rows}, {threads} onnxruntime thread(s), "
-              f"best of {args.repeat}:")  # fmt: skip
+              f"{os.cpu_count()} CPU(s), best of {args.repeat} (wall clock; CPU seconds of "
+              "the process, all threads):")  # fmt: skip
         for name, seconds in best.items():
             print(
                 f"  {name:48s} {seconds:7.2f} s {args.rows / seconds:10.0f} rows/s"
-                f"  {plain / seconds:5.2f}x plain"
+                f"  {plain / seconds:5.2f}x plain  | CPU {cpu[name]:7.2f} s"
+                f"  {plain_cpu / cpu[name]:5.2f}x plain"
             )
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
