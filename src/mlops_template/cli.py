@@ -13,6 +13,7 @@ from mlops_template import log
 from mlops_template.commands import (
     monitor,
     pipeline,
+    predict,
     pull_request,
     registry,
     report,
@@ -36,7 +37,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     log.configure(verbose)
 
 
-for module in (pipeline, template, report, serve, monitor, registry, pull_request, sweep, site):
+for module in (
+    pipeline, template, report, serve, predict, monitor, registry, pull_request, sweep, site
+):  # fmt: skip
     module.register(app)
 
 
