@@ -27,7 +27,11 @@ from tests.serving.conftest import (
 from mlops_template import predlog
 from mlops_template.performance import LABEL, read_labels, store_labels
 
-pytestmark = pytest.mark.skipif(postgres.why_not() is not None, reason=str(postgres.why_not()))
+# slow: a real PostgreSQL server and two API processes
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(postgres.why_not() is not None, reason=str(postgres.why_not())),
+]
 
 REQUESTS_PER_CLIENT = 40
 CLIENTS_PER_SERVER = 3

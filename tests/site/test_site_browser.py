@@ -73,7 +73,8 @@ def _why_not_chromium() -> str | None:
 
 
 WHY_NOT = _why_not_chromium()
-pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
+# slow: a real browser per check (and the forks' nested `make test` runs skip it)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))]
 
 
 def load(page: Path, tmp: Path) -> tuple[str, list[str]]:

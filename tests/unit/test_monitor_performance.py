@@ -18,6 +18,8 @@ from tests.helpers import FIXTURE_PARAMS, run
 from mlops_template.predlog import PredictionLogger
 from mlops_template.registry import registration_message
 
+pytestmark = pytest.mark.slow  # the real command line, a subprocess per call
+
 CLASSES = ["benign", "malignant"]
 ROWS = 600
 TEST_AUC = 0.86  # about what this stream's model scores with true labels (see below)
