@@ -107,18 +107,9 @@ def batches(
 ) -> Iterator[tuple[str, bytes, bytes, bytes, bytes]]:
     """The stored writes that may hold requests with start <= ts < end, oldest first:
     (model_version, request_ids, timestamps, inputs, outputs) as bytes."""
-    where, args = [], []
-    for clause, value in (("ts_last >= %s", start), ("ts_first < %s", end)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    if model_version is not None:
-        where.append("model_version = %s")
-        args.append(model_version)
-    sql = "SELECT model_version, request_ids, timestamps, inputs, outputs FROM prediction_batches"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
+    from mlops_template.predlog import window_query
+
+    sql, args = window_query(start, end, model_version, "%s")
     connection = connect(url, create=False)
     try:
         _require_log(connection, url)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import math
 import operator
@@ -482,27 +483,29 @@ class PredictionLogger:
             group[4].append(rows)
         if not groups:
             return
-        if self.url is not None:
-            self._write_postgres(groups)
-            return
+        # One transaction per flush in either database: every row of it or none.
         count = 0
         try:
-            connection = self._connect()
-            with connection:
-                for version, (stamps, ids, bodies, responses, counts) in groups.items():
-                    for part in _slices(bodies, responses, self.max_batch_bytes):
-                        rows = sum(counts[part])
-                        _insert(
-                            connection,
-                            version,
-                            stamps[part],
-                            ids[part],
-                            bodies[part],
-                            responses[part],
-                            rows,
-                        )
-                        count += rows
-        except (sqlite3.Error, OSError, LogFormatError) as exc:
+            if self.url is None:
+                connection = self._connect()
+                with connection:
+                    count = self._insert_groups(groups, functools.partial(_insert, connection))
+            else:
+                from mlops_template import pglog
+
+                if self._postgres is None:
+                    self._postgres = pglog.connect(self.url)
+                postgres = self._postgres
+                with postgres.transaction():
+                    count = self._insert_groups(
+                        groups,
+                        lambda version, stamps, ids, *rest: pglog.insert(
+                            postgres, version, stamps, _dumps(ids), _dumps(stamps), *rest
+                        ),
+                    )
+        except Exception as exc:  # sqlite3/psycopg errors, OSError, LogFormatError
+            if self.url is None and not isinstance(exc, sqlite3.Error | OSError | LogFormatError):
+                raise  # a bug, not the database: _run counts it as the writer's
             self._close_connection()
             count = sum(sum(group[4]) for group in groups.values())
             with self._cond:
@@ -511,37 +514,15 @@ class PredictionLogger:
         with self._cond:
             self._written += count
 
-    def _write_postgres(self, groups: dict[str, Any]) -> None:
-        """One transaction per flush, as for SQLite: every row of it or none."""
-        from mlops_template import pglog
-
+    def _insert_groups(self, groups: dict[str, Any], insert: Any) -> int:
+        """Each version's requests as stored rows of at most max_batch_bytes: rows done."""
         count = 0
-        try:
-            if self._postgres is None:
-                self._postgres = pglog.connect(self.url)  # type: ignore[arg-type]
-            with self._postgres.transaction():
-                for version, (stamps, ids, bodies, responses, counts) in groups.items():
-                    for part in _slices(bodies, responses, self.max_batch_bytes):
-                        rows = sum(counts[part])
-                        pglog.insert(
-                            self._postgres,
-                            version,
-                            stamps[part],
-                            _dumps(ids[part]),
-                            _dumps(stamps[part]),
-                            bodies[part],
-                            responses[part],
-                            rows,
-                        )
-                        count += rows
-        except Exception as exc:  # psycopg.Error, OSError: the database, not the caller
-            self._close_connection()
-            count = sum(sum(group[4]) for group in groups.values())
-            with self._cond:
-                self._count_failure("database", count, f"prediction log {str(self.path)!r}: {exc}")
-            return
-        with self._cond:
-            self._written += count
+        for version, (stamps, ids, bodies, responses, counts) in groups.items():
+            for part in _slices(bodies, responses, self.max_batch_bytes):
+                rows = sum(counts[part])
+                insert(version, stamps[part], ids[part], bodies[part], responses[part], rows)
+                count += rows
+        return count
 
     def _encode(self, raw: tuple[Any, ...], rows: int) -> tuple[bytes, bytes]:
         """A `log()` request as the API would have stored it: columns and a response."""
@@ -786,18 +767,7 @@ def read_log(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction log {str(path)!r} does not exist")
-    where, args = [], []
-    for clause, value in (("ts_last >= ?", start), ("ts_first < ?", end)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    if model_version is not None:
-        where.append("model_version = ?")
-        args.append(model_version)
-    sql = "SELECT model_version, request_ids, timestamps, inputs, outputs FROM prediction_batches"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
+    sql, args = window_query(start, end, model_version, "?")
 
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
@@ -815,6 +785,27 @@ def read_log(
             yield from chunk
 
     return _read_batches(stored(), connection, str(path), start, end, features, chunk_rows)
+
+
+def window_query(
+    start: float | None, end: float | None, model_version: str | None, mark: str
+) -> tuple[str, list[Any]]:
+    """The stored writes that may hold requests with start <= ts < end (a write straddling
+    a bound is read and its requests filtered), oldest first; `mark`: the driver's
+    placeholder (sqlite3 `?`, psycopg `%s`)."""
+    where, args = [], []
+    for clause, value in (
+        ("ts_last >=", start),
+        ("ts_first <", end),
+        ("model_version =", model_version),
+    ):
+        if value is not None:
+            where.append(f"{clause} {mark}")
+            args.append(value)
+    sql = "SELECT model_version, request_ids, timestamps, inputs, outputs FROM prediction_batches"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY id", args
 
 
 def _read_batches(

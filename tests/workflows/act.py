@@ -196,6 +196,16 @@ def pull_request_event(
     return payload
 
 
+def dispatch_event(repo: GitRepo, workflow: str, **inputs: Any) -> dict[str, Any]:
+    """A workflow_dispatch of .github/workflows/WORKFLOW on main with these inputs."""
+    payload = webhook_example("workflow_dispatch")
+    payload["inputs"] = inputs
+    payload["ref"] = "refs/heads/main"
+    payload["repository"] = retarget_repo(payload["repository"], repo.full_name)
+    payload["workflow"] = f".github/workflows/{workflow}"
+    return payload
+
+
 def push_event(repo: GitRepo, ref: str = "refs/heads/main") -> dict[str, Any]:
     """The first `push` example, retargeted to `repo` and the commit `ref` points at
     (a branch or a tag: `refs/tags/...`)."""

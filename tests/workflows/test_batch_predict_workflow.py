@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 from tests.helpers import run
-from tests.workflows.act import ActResult, GitRepo, World, make_repo, retarget_repo, webhook_example
+from tests.workflows.act import ActResult, GitRepo, World, dispatch_event, make_repo
 
 from mlops_template.data import load_builtin
 from mlops_template.registry import registration_message
@@ -43,19 +42,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path, built_projec
     return repo
 
 
-def dispatch(repo: GitRepo, **inputs: str) -> dict[str, Any]:
-    payload = webhook_example("workflow_dispatch")
-    payload["inputs"] = inputs
-    payload["ref"] = "refs/heads/main"
-    payload["repository"] = retarget_repo(payload["repository"], repo.full_name)
-    payload["workflow"] = ".github/workflows/batch-predict.yaml"
-    return payload
-
-
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory, repo: GitRepo) -> ActResult:
     world = World(tmp_path_factory.mktemp("github"))
-    event = dispatch(repo, input=ROWS, output="scored.csv", stage="prod")
+    event = dispatch_event(
+        repo, "batch-predict.yaml", input=ROWS, output="scored.csv", stage="prod"
+    )
     return world.act(repo, "workflow_dispatch", event, "batch-predict.yaml")
 
 

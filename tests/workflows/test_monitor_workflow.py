@@ -30,6 +30,9 @@ from tests.workflows.act import (
     retarget_repo,
     webhook_example,
 )
+from tests.workflows.act import (
+    dispatch_event as act_dispatch_event,
+)
 from tests.workflows.downloads import RECORDER
 
 from mlops_template.data import load_builtin
@@ -65,12 +68,7 @@ def _batches() -> dict[str, pd.DataFrame]:
 
 
 def dispatch_event(repo: GitRepo, **inputs: str) -> dict[str, Any]:
-    payload = webhook_example("workflow_dispatch")
-    payload["inputs"] = inputs
-    payload["ref"] = "refs/heads/main"
-    payload["repository"] = retarget_repo(payload["repository"], repo.full_name)
-    payload["workflow"] = ".github/workflows/monitor.yaml"
-    return payload
+    return act_dispatch_event(repo, "monitor.yaml", **inputs)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ import pytest
 import yaml
 from tests.helpers import edit_params, run
 from tests.workflows import act as harness
-from tests.workflows.act import ActResult, GitRepo, World, make_repo, retarget_repo, webhook_example
+from tests.workflows.act import ActResult, GitRepo, World, make_repo
 from tests.workflows.downloads import downloads
 
 REPO = "acme/mlops-demo"
@@ -63,12 +63,7 @@ N_ESTIMATORS = 37  # committed without its dvc.lock: the cloud run must retrain
 
 
 def dispatch_event(repo: GitRepo, inputs: dict[str, Any]) -> dict[str, Any]:
-    payload = webhook_example("workflow_dispatch")
-    payload["inputs"] = inputs
-    payload["ref"] = "refs/heads/main"
-    payload["repository"] = retarget_repo(payload["repository"], repo.full_name)
-    payload["workflow"] = f".github/workflows/{WORKFLOW}"
-    return payload
+    return harness.dispatch_event(repo, WORKFLOW, **inputs)
 
 
 class _OidcEndpoint(BaseHTTPRequestHandler):

@@ -69,6 +69,22 @@ monitor_app = typer.Typer(
 )
 
 
+# Options several commands share (one definition, one help text).
+LOG_OPTION = typer.Option(
+    None,
+    "--log",
+    envvar="PREDICTION_LOG",
+    help="The prediction log: a SQLite file (default logs/predictions.sqlite), "
+    "sqlite:///PATH, or a postgresql:// URL. Env: PREDICTION_LOG.",
+    show_default=False,
+)
+SINCE_OPTION = typer.Option(None, "--since", help="Log window start (ISO 8601, UTC).")
+UNTIL_OPTION = typer.Option(None, "--until", help="Log window end, exclusive.")
+MODEL_VERSION_OPTION = typer.Option(
+    None, "--model-version", help="Only the predictions of this model version."
+)
+
+
 class MonitorError(ValueError):
     """A monitoring input a user must fix (the message names it)."""
 
@@ -376,11 +392,9 @@ def check(
         envvar="MONITOR_LAST",
         help="Log window ending now (or at --until): 24h, 7d.",
     ),
-    since: str | None = typer.Option(None, "--since", help="Log window start (ISO 8601, UTC)."),
-    until: str | None = typer.Option(None, "--until", help="Log window end, exclusive."),
-    model_version: str | None = typer.Option(
-        None, "--model-version", help="Only the log rows of this model version."
-    ),
+    since: str | None = SINCE_OPTION,
+    until: str | None = UNTIL_OPTION,
+    model_version: str | None = MODEL_VERSION_OPTION,
     reference_stage: str | None = typer.Option(
         None,
         "--reference-stage",
@@ -542,14 +556,7 @@ def _monitor_errors() -> Iterator[None]:
 
 @monitor_app.command("prune")
 def prune(
-    log: str = typer.Option(
-        None,
-        "--log",
-        envvar="PREDICTION_LOG",
-        help="The prediction log (default logs/predictions.sqlite, or a postgresql:// URL). "
-        "Env: PREDICTION_LOG.",
-        show_default=False,
-    ),
+    log: str = LOG_OPTION,
     older_than: str = typer.Option(
         ..., "--older-than", help="Delete predictions older than this, e.g. 30d or 12w."
     ),
@@ -609,14 +616,7 @@ def labels(
         "a URL.",
         show_default=False,
     ),
-    log: str = typer.Option(
-        None,
-        "--log",
-        envvar="PREDICTION_LOG",
-        help="The prediction log (default logs/predictions.sqlite, or a postgresql:// URL). "
-        "Env: PREDICTION_LOG.",
-        show_default=False,
-    ),
+    log: str = LOG_OPTION,
 ) -> None:
     """Store delayed ground-truth labels of served predictions (by request id and row),
     each once: a label sent again is ignored, a different one for a labelled row refused."""
@@ -681,14 +681,7 @@ def _test_metrics(name: str) -> dict[str, dict[str, Any]]:
 
 @monitor_app.command("performance")
 def performance(
-    log: str = typer.Option(
-        None,
-        "--log",
-        envvar="PREDICTION_LOG",
-        help="The prediction log: a path (default logs/predictions.sqlite), sqlite:///PATH, "
-        "a DVC-tracked file or a URL dvc get-url reads (read-only). Env: PREDICTION_LOG.",
-        show_default=False,
-    ),
+    log: str = LOG_OPTION,
     labels_file: str | None = typer.Option(
         None,
         "--labels",
@@ -700,11 +693,9 @@ def performance(
     last: str | None = typer.Option(
         None, "--last", envvar="MONITOR_LAST", help="Predictions of the last 7d, 24h, ..."
     ),
-    since: str | None = typer.Option(None, "--since", help="Window start (ISO 8601, UTC)."),
-    until: str | None = typer.Option(None, "--until", help="Window end, exclusive."),
-    model_version: str | None = typer.Option(
-        None, "--model-version", help="Only the predictions of this model version."
-    ),
+    since: str | None = SINCE_OPTION,
+    until: str | None = UNTIL_OPTION,
+    model_version: str | None = MODEL_VERSION_OPTION,
     out: Path = typer.Option(paths.MONITOR_REPORT_DIR, "--out", help="Report directory."),
     export_labelled: Path | None = typer.Option(
         None,
