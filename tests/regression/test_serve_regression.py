@@ -135,7 +135,11 @@ def logged_rows(root: Path, request_id: str) -> pd.DataFrame:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if path.is_file():
-            frame = predlog.read_log(path)
+            try:
+                frame = predlog.read_log(path)
+            except predlog.LogFormatError:  # the writer created the file, not its tables yet
+                time.sleep(0.1)
+                continue
             rows = frame[frame[predlog.REQUEST_ID] == request_id]
             if len(rows):
                 return rows.reset_index(drop=True)

