@@ -29,7 +29,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -396,7 +396,7 @@ def live_metrics(
         metric = LiveMetric(name, value, low, high, test, drop, max_drop.get(name), False)
         worst = metric.worse_by_at_least
         alarm = metric.max_drop is not None and worst is not None and worst > metric.max_drop
-        out.append(LiveMetric(name, value, low, high, test, drop, metric.max_drop, alarm))
+        out.append(replace(metric, alarm=alarm))
     return out
 
 

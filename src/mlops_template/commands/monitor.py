@@ -605,6 +605,24 @@ def _schema() -> dict[str, Any]:
     return read_json(paths.SCHEMA)
 
 
+def _task(schema: dict[str, Any]) -> str:
+    from mlops_template.features import is_regression
+
+    return "regression" if is_regression(schema) else "classification"
+
+
+def _labels_file(source: str, schema: dict[str, Any]) -> Any:
+    """A labels file (local, DVC-tracked or a URL), checked against the schema's target
+    and classes (performance.normalise_labels)."""
+    from mlops_template.performance import normalise_labels
+
+    task = _task(schema)
+    with local_source(source) as path:
+        frame = read_batch(path)
+    classes = schema.get("classes") if task == "classification" else None
+    return normalise_labels(frame, schema["target"], task, classes)
+
+
 @monitor_app.command("labels")
 def labels(
     file: str = typer.Option(
@@ -620,22 +638,13 @@ def labels(
 ) -> None:
     """Store delayed ground-truth labels of served predictions (by request id and row),
     each once: a label sent again is ignored, a different one for a labelled row refused."""
-    from mlops_template.performance import normalise_labels, store_labels
+    from mlops_template.performance import store_labels
 
     params()
     with user_errors(), _monitor_errors():
         path = _log_path(log)
         schema = _schema()
-        task = schema.get("task", "binary")
-        task = "regression" if task == "regression" else "classification"
-        with local_source(file) as source:
-            frame = read_batch(source)
-        normalised = normalise_labels(
-            frame,
-            schema["target"],
-            task,
-            schema.get("classes") if task == "classification" else None,
-        )
+        normalised = _labels_file(file, schema)
         stored = store_labels(path, normalised)
     logger.info(
         "%s: %d label(s) read, %d stored in %s, %d already there (ignored), %d refused",
@@ -723,7 +732,6 @@ def performance(
     from mlops_template.performance import (
         LABEL,
         join_labels,
-        normalise_labels,
         performance_by_window,
         performance_verdict,
         read_labels,
@@ -747,7 +755,7 @@ def performance(
     with user_errors(), _monitor_errors():
         start, end = time_window(since, until, last)
         schema = _schema()
-        task = "regression" if schema.get("task") == "regression" else "classification"
+        task = _task(schema)
         if not log or ("://" not in log and not log.startswith("sqlite:")):
             _log_path(log)  # a missing local log: say which
         source = (
@@ -770,13 +778,7 @@ def performance(
             )
             known = read_labels(path, task)
         if labels_file:
-            with local_source(labels_file) as source:
-                given = normalise_labels(
-                    read_batch(source),
-                    schema["target"],
-                    task,
-                    schema.get("classes") if task == "classification" else None,
-                )
+            given = _labels_file(labels_file, schema)
             # a label already stored wins, as `monitor labels` would keep it
             known = pd.concat([known, given], ignore_index=True).drop_duplicates(
                 ["request_id", "row"]
