@@ -99,6 +99,11 @@ def test_only_successful_runs_of_the_monitors_own_triggers_on_the_default_branch
         REPO, "monitor.yaml", when(3), {"drift-report": reports(3)}, branch="trunk",
         conclusion="failure",
     )  # fmt: skip
+    # a pull request from a branch called "trunk" (into another branch) running the workflow
+    github.add_run(
+        REPO, "monitor.yaml", when(6), {"drift-report": reports(6)}, branch="trunk",
+        event="pull_request",
+    )  # fmt: skip
     # a fork's pull request from its own branch called "trunk" changing the workflow
     github.add_run(
         REPO, "monitor.yaml", when(4), {"drift-report": reports(4)}, branch="trunk",
