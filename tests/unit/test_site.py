@@ -169,6 +169,12 @@ def test_the_charts_show_the_windows_of_every_fetched_monitor_run(repo: Path) ->
     assert starts == ["2026-06-01", "2026-06-02", "2026-06-05"]  # ordered by time
     assert "live 0.7200" in performance and "live 0.7000" not in performance
     assert "3 run(s) of monitor.yaml with reports (2 skipped" in performance
+    # runs are named by id and date, not by where the files happen to be
+    assert (
+        "From <code>monitor run " in performance
+        and "(2026-06-06)/performance.json" in performance
+    )
+    assert str(fetched) not in page
     drift = page[page.index("<section id=drift>") : page.index("<section id=cards>")]
     checked = re.findall(r"<td>(2026-06-0\d) 05:17</td>", drift)
     assert checked == ["2026-06-06", "2026-06-05", "2026-06-04"]  # newest first

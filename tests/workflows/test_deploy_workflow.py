@@ -221,7 +221,7 @@ def test_a_better_merge_publishes_the_release_with_files_and_model_card(
 
 @pytest.mark.slow
 def test_a_merge_builds_the_history_page_and_requests_its_pages_deployment(
-    better: ActResult, world: World
+    better: ActResult, world: World, github: FakeGitHub
 ) -> None:
     import tarfile
 

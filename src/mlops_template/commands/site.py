@@ -36,36 +36,43 @@ logger = get_logger("site")
 PERFORMANCE_JSON = paths.MONITOR_REPORT_DIR / "performance.json"
 
 
-def _reports(given: list[Path] | None, default: Path, fetched: list[Path]) -> list[object]:
+def _reports(
+    given: list[Path] | None, default: Path, fetched: list[tuple[Path, str]]
+) -> list[object]:
     from mlops_template.site import Report
 
     files = given if given else [default] if default.is_file() else []
-    files = [*files, *fetched]
+    labelled = [(path, str(path)) for path in files] + fetched
     out = []
-    for path in files:
+    for path, shown in labelled:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            out.append(Report(str(path), None, "not found"))
+            out.append(Report(shown, None, "not found"))
             continue
         except (OSError, ValueError) as exc:
-            out.append(Report(str(path), None, f"cannot be read: {exc}"))
+            out.append(Report(shown, None, f"cannot be read: {exc}"))
             continue
         if not isinstance(data, dict):
-            out.append(Report(str(path), None, "not a report (a JSON object was expected)"))
+            out.append(Report(shown, None, "not a report (a JSON object was expected)"))
             continue
-        out.append(Report(str(path), data))
+        out.append(Report(shown, data))
     for report in out:
         if report.error:  # type: ignore[attr-defined]
             logger.warning("%s: %s", report.source, report.error)  # type: ignore[attr-defined]
     return out
 
 
-def _fetched(dirs: list[Path] | None) -> tuple[list[Path], list[Path], list[str]]:
-    """(performance files, drift files, a sentence per DIR) of `site fetch-reports` output."""
+def _fetched(
+    dirs: list[Path] | None,
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]], list[str]]:
+    """(performance files, drift files, a sentence per DIR) of `site fetch-reports` output;
+    a file with the name the page shows for it ("monitor run ID (date)/drift.json")."""
     from mlops_template.fetch_reports import MANIFEST
 
-    performance, drift, notes = [], [], []
+    performance: list[tuple[Path, str]] = []
+    drift: list[tuple[Path, str]] = []
+    notes: list[str] = []
     for root in dirs or []:
         try:
             manifest = json.loads((root / MANIFEST).read_text())
@@ -80,10 +87,14 @@ def _fetched(dirs: list[Path] | None) -> tuple[list[Path], list[Path], list[str]
         used = [r for r in runs if isinstance(r.get("folder"), str)]
         for run in used:
             folder = root / Path(run["folder"]).name  # never outside DIR
-            performance += (
-                [folder / "performance.json"] if (folder / "performance.json").is_file() else []
+            label = (
+                f"monitor run {run['run_id']} ({str(run.get('created_at', ''))[:10]})"
+                if "run_id" in run
+                else folder.name
             )
-            drift += [folder / "drift.json"] if (folder / "drift.json").is_file() else []
+            for name, found in (("performance.json", performance), ("drift.json", drift)):
+                if (folder / name).is_file():
+                    found.append((folder / name, f"{label}/{name}"))
         workflow = manifest.get("workflow", "the monitor workflow")
         skipped = len(runs) - len(used)
         notes.append(
