@@ -171,8 +171,7 @@ def test_the_charts_show_the_windows_of_every_fetched_monitor_run(repo: Path) ->
     assert "3 run(s) of monitor.yaml with reports (2 skipped" in performance
     # runs are named by id and date, not by where the files happen to be
     assert (
-        "From <code>monitor run " in performance
-        and "(2026-06-06)/performance.json" in performance
+        "From <code>monitor run " in performance and "(2026-06-06)/performance.json" in performance
     )
     assert str(fetched) not in page
     drift = page[page.index("<section id=drift>") : page.index("<section id=cards>")]
