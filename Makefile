@@ -90,9 +90,16 @@ rollback: .venv/.synced ## Move prod back to the previous production version [PU
 	$(RUN) python -m mlops_template registry rollback $${VERSION:+--expect "$$VERSION"} $(PUSH_FLAG)
 
 SITE_TAR ?=
+SITE_REPORTS ?=
 .PHONY: site
-site: .venv/.synced ## History page site/index.html: versions, stage history, live performance, drift [SITE_TAR=file]
-	$(RUN) python -m mlops_template site --out site/ $${SITE_TAR:+--tar "$$SITE_TAR"}
+site: .venv/.synced ## History page site/index.html: versions, stage history, live performance, drift [SITE_TAR=file] [SITE_REPORTS=dir]
+	$(RUN) python -m mlops_template site --out site/ $${SITE_TAR:+--tar "$$SITE_TAR"} \
+		$${SITE_REPORTS:+--reports "$$SITE_REPORTS"}
+
+.PHONY: site-reports
+site-reports: .venv/.synced ## Download the Drift monitor runs' reports for the page: SITE_REPORTS=dir (GITHUB_REPOSITORY, GITHUB_TOKEN)
+	$(RUN) python -m mlops_template site fetch-reports --repo "$$GITHUB_REPOSITORY" \
+		--out "$${SITE_REPORTS:-reports/site}"
 
 .PHONY: registry
 registry: .venv/.synced ## Show the model registry: versions, stages and metrics

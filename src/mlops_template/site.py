@@ -68,6 +68,7 @@ class SiteData:
     chart_metrics: Sequence[str] = ()  # the gate's metrics: charted even without max_drop
     performance: Sequence[Report] = ()
     drift: Sequence[Report] = ()
+    live_notes: Sequence[str] = ()  # where fetched reports came from (`site --reports`)
     workspace_card: CardLink | None = None
     workspace_card_version: str | None = None
     version_cards: dict[str, CardLink] = field(default_factory=dict)
@@ -412,6 +413,30 @@ def _report_notes(reports: Sequence[Report]) -> str:
     return f'<ul class="notes">{"".join(notes)}</ul>' if notes else ""
 
 
+def _live_notes(data: SiteData) -> str:
+    if not data.live_notes:
+        return ""
+    return f'<p class="muted">Monitor reports: {esc("; ".join(data.live_notes))}.</p>'
+
+
+def _status_line(reports: Sequence[Report]) -> str:
+    """Where the windows come from: each report, or the span and the latest of many."""
+    if len(reports) <= 3:
+        return "; ".join(
+            f"<code>{esc(r.source)}</code>: {esc(r.data.get('status', '?'))}"  # type: ignore[union-attr]
+            for r in reports
+        )
+    dated = sorted(reports, key=lambda r: str(r.data.get("created_at", "")))  # type: ignore[union-attr]
+    times = [parse_time(r.data.get("created_at")) for r in dated]  # type: ignore[union-attr]
+    known = [t for t in times if t is not None]
+    span = f", {known[0]:%Y-%m-%d} to {known[-1]:%Y-%m-%d}" if known else ""
+    latest = dated[-1]
+    return (
+        f"{len(reports)} reports{esc(span)}; the latest, <code>{esc(latest.source)}</code>: "
+        f"{esc(latest.data.get('status', '?'))}"  # type: ignore[union-attr]
+    )
+
+
 def _windows(reports: Sequence[Report]) -> list[dict[str, Any]]:
     """Every window of every report, once (the same version and start: the newest report's)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
@@ -442,7 +467,7 @@ def performance_section(data: SiteData) -> str:
             "<section id=performance><h2>Live performance</h2><p class=empty>No live data "
             f"yet ({esc(why)}). <code>python -m mlops_template monitor performance</code> "
             "writes <code>reports/monitor/performance.json</code> once delayed labels are "
-            f"stored (<code>monitor labels</code>).</p>{notes}</section>"
+            f"stored (<code>monitor labels</code>).</p>{_live_notes(data)}{notes}</section>"
         )
     charted: list[str] = []
     for window in windows:
@@ -500,10 +525,6 @@ def performance_section(data: SiteData) -> str:
             f'<td class="num">{esc(w.get("labelled_rows", ""))}</td>'
             f"<td>{esc(shown) or judged}</td><td>{alarm}</td></tr>"
         )
-    status = [
-        f"<code>{esc(r.source)}</code>: {esc(r.data.get('status', '?'))}"  # type: ignore[union-attr]
-        for r in reports
-    ]
     if not charts:
         charts.append(
             '<p class="empty">No metric with a max_drop rule or judged by the gate in these '
@@ -511,8 +532,9 @@ def performance_section(data: SiteData) -> str:
         )
     return (
         "<section id=performance><h2>Live performance</h2>"
-        f"<p>From {'; '.join(status)}. Dots: the live value per window; band: its "
+        f"<p>From {_status_line(reports)}. Dots: the live value per window; band: its "
         "bootstrap confidence interval; dashed: the version's test-set value.</p>"
+        f"{_live_notes(data)}"
         f"{''.join(charts)}<details><summary>Windows ({len(windows)})</summary><table>"
         "<thead><tr><th>version</th><th>window start (UTC)</th><th>labelled rows</th>"
         f"<th>live [interval]</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody>"
@@ -527,8 +549,17 @@ def _drift_time(report: dict[str, Any]) -> datetime | None:
     )
 
 
+def _drift_key(report: dict[str, Any]) -> tuple[str, str, str]:
+    window = report.get("window") if isinstance(report.get("window"), dict) else {}
+    return (str(report.get("created_at")), str(window.get("until")), str(report.get("source")))
+
+
 def drift_section(data: SiteData) -> str:
-    reports = [(r, _drift_time(r.data)) for r in data.drift if r.data is not None]
+    unique: dict[tuple[str, str, str], Report] = {}
+    for r in data.drift:  # a check given twice (fetched and local, say) counts once
+        if r.data is not None:
+            unique.setdefault(_drift_key(r.data), r)
+    reports = [(r, _drift_time(r.data)) for r in unique.values()]
     dated = sorted(((r, t) for r, t in reports if t is not None), key=lambda rt: rt[1])
     notes = _report_notes(data.drift)
     undated = [r for r, t in reports if t is None]
@@ -539,7 +570,7 @@ def drift_section(data: SiteData) -> str:
         return (
             "<section id=drift><h2>Drift</h2><p class=empty>No live data yet "
             f"({esc(why)}). <code>make monitor SOURCE=logs/predictions.sqlite</code> writes "
-            f"<code>reports/monitor/drift.json</code>.</p>{notes}</section>"
+            f"<code>reports/monitor/drift.json</code>.</p>{_live_notes(data)}{notes}</section>"
         )
     worst: dict[str, float] = {}
     for report, _ in dated:
@@ -585,7 +616,7 @@ def drift_section(data: SiteData) -> str:
         "the training data of the model (PSI per feature; drift also needs the test's "
         f"adjusted p-value).</p><figure>{chart}</figure><table><thead><tr><th>checked (UTC)"
         "</th><th>status</th><th>rows</th><th>drifted features</th><th>source</th></tr>"
-        f"</thead><tbody>{''.join(rows)}</tbody></table>{notes}</section>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>{_live_notes(data)}{notes}</section>"
     )
 
 

@@ -28,6 +28,7 @@ import re
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,11 @@ NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
 class GitHubError(RuntimeError):
-    """A refused or failed API call, naming the call."""
+    """A refused or failed API call, naming the call (`status`: the HTTP status, if any)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def watermark_title(title: str) -> str:
@@ -110,26 +115,33 @@ class GitHub:
                 link = response.headers.get("Link", "")
         except urllib.error.HTTPError as error:
             detail = error.read().decode("utf-8", "replace")[:300]
-            raise GitHubError(f"{method} {url}: HTTP {error.code} {detail}") from error
+            raise GitHubError(f"{method} {url}: HTTP {error.code} {detail}", error.code) from error
         except (urllib.error.URLError, TimeoutError) as error:
             raise GitHubError(f"{method} {url}: {error}") from error
         return (json.loads(payload) if payload else None), link
 
     def paginate(self, path: str) -> list[Any]:
         """Every item of a list endpoint, page after page (Link rel="next")."""
-        items: list[Any] = []
+        return list(self.items(path))
+
+    def items(self, path: str, key: str | None = None) -> Iterator[Any]:
+        """The items of a list endpoint, one page at a time (Link rel="next"), fetched only
+        as far as they are consumed. `key`: the list inside an object page (the Actions
+        endpoints answer {"total_count": N, KEY: [...]})."""
         url: str | None = f"{path}{'&' if '?' in path else '?'}per_page={PER_PAGE}"
         while url:
             page, link = self.call("GET", url)
+            if key is not None and isinstance(page, dict):
+                page = page.get(key)
             if not isinstance(page, list):
-                raise GitHubError(f"GET {url}: expected a list, got {type(page).__name__}")
-            items += page
+                expected = f"an object with a list {key!r}" if key else "a list"
+                raise GitHubError(f"GET {url}: expected {expected}, got {type(page).__name__}")
+            yield from page
             found = NEXT.search(link)
             url = found.group(1) if found else None
             if url and not url.startswith(self.api_url.rstrip("/") + "/"):
                 # The token goes with every page: only ever to the API it was meant for.
                 raise GitHubError(f"GET {path}: next page {url} is not under {self.api_url}")
-        return items
 
 
 def upsert(

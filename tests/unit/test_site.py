@@ -103,6 +103,93 @@ def test_live_performance_charts_the_rule_and_gate_metrics_from_every_report(rep
     assert '<tr class="alarm">' in drift and "No live data yet" not in page
 
 
+def fetch_monitor_runs(out: Path, runs: list[tuple[str, dict[str, Any] | None, bool]]) -> None:
+    """`site fetch-reports` into OUT from a fake GitHub holding monitor runs (created_at,
+    {file: report} of the artifact or None for none, expired)."""
+    import json
+
+    from tests.workflows.fake_github import FakeGitHub, zip_of
+
+    from mlops_template.fetch_reports import fetch_reports
+    from mlops_template.sticky_comment import GitHub
+
+    fake = FakeGitHub("ghs_site-test").start()
+    try:
+        fake.add_repository("acme/demo")
+        fake.add_workflow("acme/demo", "monitor.yaml")
+        for created, files, expired in runs:
+            artifacts = (
+                {"drift-report": zip_of({k: json.dumps(v) for k, v in files.items()})}
+                if files is not None
+                else {}
+            )
+            expired_names = ("drift-report",) if expired else ()
+            fake.add_run("acme/demo", "monitor.yaml", created, artifacts, expired=expired_names)
+        fetch_reports(GitHub(fake.url, "ghs_site-test"), "acme/demo", out)
+    finally:
+        fake.stop()
+
+
+def test_the_charts_show_the_windows_of_every_fetched_monitor_run(repo: Path) -> None:
+    from tests.site_registry import drift_report, performance_report, window
+
+    first = performance_report() | {"created_at": "2026-06-04T00:00:00+00:00"}
+    first["windows"] = first["windows"][:2]  # 06-01 (v1.1.0), 06-02 (v1.2.0, alarm)
+    later = performance_report() | {"created_at": "2026-06-06T05:17:00+00:00"}
+    later["windows"] = [
+        # the 06-02 window again, with more labels by now: the later run's counts
+        window("v1.2.0", "2026-06-02T00:00:00+00:00", "2026-06-03T00:00:00+00:00", 0.72, 0.84)
+        | {"labelled_rows": 777},
+        window("v1.1.0", "2026-06-05T00:00:00+00:00", "2026-06-06T00:00:00+00:00", 0.83, 0.86),
+    ]
+    skipped = {"status": "skipped", "reasons": ["a batch source: no served predictions"]}
+    fetched = repo / "fetched"
+    fetch_monitor_runs(
+        fetched,
+        [
+            ("2026-06-04T05:17:00Z", {"performance.json": first,
+              "drift.json": drift_report("2026-06-04T05:17:00+00:00", 0.05)}, False),
+            ("2026-06-05T05:17:00Z", {"performance.json": skipped,
+              "drift.json": drift_report("2026-06-05T05:17:00+00:00", 0.15)}, False),
+            ("2026-06-06T05:17:00Z", {"performance.json": later,
+              "drift.json": drift_report("2026-06-06T05:17:00+00:00", 0.35, "drift")}, False),
+            ("2026-06-03T05:17:00Z", {"performance.json": first}, True),  # expired
+            ("2026-06-02T05:17:00Z", None, False),  # no artifact
+        ],
+    )  # fmt: skip
+    result, page = build(repo, "--reports", str(fetched))
+    assert result.exit_code == 0, result.output
+    performance = page[page.index("<section id=performance>") : page.index("<section id=drift>")]
+    parsed = Elements(performance)
+    # 3 windows once each (06-01, 06-02 from the later run, 06-05), on both charts
+    assert len(parsed.find("circle", class_="live")) == 6
+    assert len(parsed.find("rect", class_="band")) == 6
+    assert "Windows (3)" in performance and ">777<" in performance and ">400<" in performance
+    starts = re.findall(r"<td>(2026-06-\d\d) 00:00</td>", performance)
+    assert starts == ["2026-06-01", "2026-06-02", "2026-06-05"]  # ordered by time
+    assert "live 0.7200" in performance and "live 0.7000" not in performance
+    assert "3 run(s) of monitor.yaml with reports (2 skipped" in performance
+    # runs are named by id and date, not by where the files happen to be
+    assert (
+        "From <code>monitor run " in performance and "(2026-06-06)/performance.json" in performance
+    )
+    assert str(fetched) not in page
+    drift = page[page.index("<section id=drift>") : page.index("<section id=cards>")]
+    checked = re.findall(r"<td>(2026-06-0\d) 05:17</td>", drift)
+    assert checked == ["2026-06-06", "2026-06-05", "2026-06-04"]  # newest first
+    assert len(Elements(drift).find("circle")) == 3 * 2 + 2  # 3 checks x 2 features + legend
+    assert "No live data yet" not in page
+
+
+def test_no_monitor_run_yet_builds_the_page_saying_there_is_no_live_data(repo: Path) -> None:
+    fetched = repo / "fetched"
+    fetch_monitor_runs(fetched, [])
+    result, page = build(repo, "--reports", str(fetched))
+    assert result.exit_code == 0, result.output
+    assert page.count("No live data yet") == 2
+    assert page.count("no run of monitor.yaml with reports yet") == 2
+
+
 def test_a_missing_report_given_by_name_is_said_not_an_error(repo: Path) -> None:
     result, page = build(repo, "--performance", "nowhere/performance.json")
     assert result.exit_code == 0, result.output
@@ -174,6 +261,7 @@ def test_every_string_is_escaped() -> None:
             state=hostile_state(),
             performance=[s.Report(HOSTILE, {"status": HOSTILE, "windows": [window]})],
             drift=[s.Report("d.json", drift), s.Report(HOSTILE, None, HOSTILE)],
+            live_notes=[HOSTILE],
             workspace_card=s.CardLink(HOSTILE, HOSTILE, HOSTILE),
             workspace_card_version=HOSTILE,
             version_cards={HOSTILE: s.CardLink(HOSTILE, HOSTILE)},

@@ -9,6 +9,9 @@ two pushes to main run deploy.yaml for real:
    it for the smoke test (uvicorn serving the image's files), and the release
    model@v0.2.0 gets the model files and the model card;
 2. a worse model: v0.3.0 is registered and pushed, not promoted; nothing is published.
+The history page of each run is built from the Drift monitor's reports fetched from a fake
+GitHub REST API (tests/workflows/fake_github.py, GITHUB_API_URL): two monitor runs with a
+`drift-report` artifact and one whose artifact has expired.
 Two act runs in all (each reproduces the pipeline and sets up uv per job). The static
 tests at the end pin the workflows' shape: permissions per job, where tags are pushed and
 images published, no cache where something is published, one deployment at a time.
@@ -25,7 +28,9 @@ from typing import Any
 import pytest
 import yaml
 from tests.helpers import TEMPLATE_ROOT, VENV_BIN, edit_params, run, share_dvc_cache
+from tests.site_registry import drift_report, performance_report, window
 from tests.workflows.act import WORKFLOWS, ActResult, GitRepo, World, make_repo, push_event
+from tests.workflows.fake_github import FakeGitHub, zip_of
 
 REPO = "acme/mlops-demo"
 IMAGE = "ghcr.io/acme/mlops-demo"
@@ -66,6 +71,46 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(tmp_path_factory.mktemp("github"))
 
 
+def monitor_artifact(day: int, live: float, psi: float) -> bytes:
+    """reports/monitor/ of one monitor.yaml run (as uploaded): a live window of v0.1.0."""
+    start, end = f"2026-06-{day:02d}T00:00:00+00:00", f"2026-06-{day + 1:02d}T00:00:00+00:00"
+    performance = performance_report() | {"created_at": end}
+    performance["windows"] = [window("v0.1.0", start, end, live, 0.9)]
+    drift = drift_report(end, psi, "drift" if psi > 0.2 else "ok")
+    return zip_of(
+        {
+            "performance.json": json.dumps(performance),
+            "drift.json": json.dumps(drift),
+            "drift.md": "# Drift report\n",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def github() -> Any:
+    """The REST API the site job fetches the monitor's reports from (github.token)."""
+    fake = FakeGitHub("test-token").start()
+    fake.add_repository(REPO)
+    fake.add_run(
+        REPO,
+        "monitor.yaml",
+        "2026-06-02T05:17:00Z",
+        {"drift-report": monitor_artifact(1, 0.8123, 0.05)},
+    )
+    fake.add_run(
+        REPO,
+        "monitor.yaml",
+        "2026-06-03T05:17:00Z",
+        {"drift-report": monitor_artifact(2, 0.7345, 0.31)},
+    )
+    fake.add_run(
+        REPO, "monitor.yaml", "2026-05-01T05:17:00Z", {"drift-report": monitor_artifact(3, 0.5, 0.1)},
+        expired=("drift-report",),
+    )  # fmt: skip
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path) -> tuple[GitRepo, Path]:
     """The repository with v0.1.0 (a weak model) registered and in prod, on origin too."""
@@ -85,26 +130,32 @@ def repo(tmp_path_factory: pytest.TempPathFactory, dvc_cache: Path) -> tuple[Git
 
 
 def merge(
-    world: World, repo: GitRepo, bare: Path, message: str, changes: dict[str, Any]
+    world: World,
+    repo: GitRepo,
+    bare: Path,
+    message: str,
+    changes: dict[str, Any],
+    github: FakeGitHub,
 ) -> ActResult:
     """A commit on main (as a merged PR leaves it), pushed, then deploy.yaml on the push."""
     repo.git("fetch", "-q", "--tags", "origin")  # actions/checkout fetches every tag
     commit_model(repo, message, changes)
     repo.git("push", "-q", "origin", "main")
-    return world.act(repo, "push", push_event(repo), "deploy.yaml", timeout=1500)
+    env = {"GITHUB_API_URL": github.url}
+    return world.act(repo, "push", push_event(repo), "deploy.yaml", env=env, timeout=1500)
 
 
 @pytest.fixture(scope="module")
-def better(world: World, repo: tuple[GitRepo, Path]) -> ActResult:
-    return merge(world, *repo, "train: the full forest", BETTER)
+def better(world: World, repo: tuple[GitRepo, Path], github: FakeGitHub) -> ActResult:
+    return merge(world, *repo, "train: the full forest", BETTER, github)
 
 
 @pytest.fixture(scope="module")
 def worse(
-    world: World, repo: tuple[GitRepo, Path], better: ActResult
+    world: World, repo: tuple[GitRepo, Path], better: ActResult, github: FakeGitHub
 ) -> tuple[ActResult, int, int]:
     before = (len(pushes(world)), len(releases(world)))
-    return merge(world, *repo, "train: one stump is enough", WORSE), *before
+    return merge(world, *repo, "train: one stump is enough", WORSE, github), *before
 
 
 @pytest.mark.slow
@@ -170,7 +221,7 @@ def test_a_better_merge_publishes_the_release_with_files_and_model_card(
 
 @pytest.mark.slow
 def test_a_merge_builds_the_history_page_and_requests_its_pages_deployment(
-    better: ActResult, world: World
+    better: ActResult, world: World, github: FakeGitHub
 ) -> None:
     import tarfile
 
@@ -185,7 +236,19 @@ def test_a_merge_builds_the_history_page_and_requests_its_pages_deployment(
     # as the workspace's, its version not in the registry here.
     assert re.search(r'<tr class="prod" data-version="v0\.1\.0">', page), page
     assert "names v0.2.0, which is not in the registry here" in page
-    assert "No live data yet" in page
+    # Live performance and drift: the two monitor runs' reports, fetched with the job's
+    # token from the (fake) GitHub API; the expired artifact skipped.
+    assert "No live data yet" not in page
+    performance = page[page.index("<section id=performance>") : page.index("<section id=drift>")]
+    assert "live 0.8123" in performance and "live 0.7345" in performance
+    assert "Windows (2)" in performance
+    assert "2 run(s) of monitor.yaml with reports (1 skipped" in performance
+    drift = page[page.index("<section id=drift>") : page.index("<section id=cards>")]
+    assert re.findall(r"<td>(2026-06-0\d) 00:00</td>", drift) == ["2026-06-03", "2026-06-02"]
+    assert '<tr class="alarm">' in drift
+    calls = [r for r in github.requests if "/actions/" in r["path"]]
+    assert calls and all(r["auth"] == "Bearer test-token" for r in calls)
+    assert len(github.blob_requests) >= 2 and all(not r["auth"] for r in github.blob_requests)
     with tarfile.open(archive) as tar:
         card = tar.extractfile("cards/model_card.md").read().decode()  # type: ignore[union-attr]
     assert card.startswith("# Model card: model v0.2.0")
@@ -305,15 +368,27 @@ def test_least_privilege_per_job() -> None:
             assert (permissions.get("id-token") == "write") == deploys_pages, where
             if deploys_pages:
                 assert permissions == {"pages": "write", "id-token": "write"}, where
-            assert set(permissions) <= {"contents", "packages", "pages", "id-token"}, where
+            # Actions artifacts: only the job reading the Drift monitor's reports, read-only.
+            fetches = any(r.startswith("make site-reports") for r in runs(job))
+            assert (permissions.get("actions") == "read") == fetches, where
+            assert set(permissions) <= {"contents", "packages", "pages", "id-token", "actions"}, (
+                where
+            )
 
 
 def test_the_history_page_is_built_after_every_decision_and_published_on_pages() -> None:
     site, pages = (jobs("deploy.yaml")[j] for j in ("site", "pages"))
     assert site["needs"] == "decide" and "if" not in site  # promoted or not
-    assert runs(site) == ["make site"]
+    assert runs(site) == ["make site-reports", "make site"]
+    assert site["permissions"] == {"contents": "read", "actions": "read"}
+    (fetch,) = [st for st in site["steps"] if st.get("run") == "make site-reports"]
     (build,) = [st for st in site["steps"] if st.get("run") == "make site"]
     assert build["env"]["SITE_TAR"] == "${{ runner.temp }}/artifact.tar"
+    # the monitor's reports, fetched with the job's token, are what the page is built from
+    assert fetch["env"] == {
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "SITE_REPORTS": build["env"]["SITE_REPORTS"],
+    }
     (upload,) = [st for st in site["steps"] if st.get("id") == "upload"]
     assert upload["uses"].startswith("actions/upload-artifact@")
     assert (upload["with"]["name"], upload["with"]["path"]) == (

@@ -1,10 +1,15 @@
 """`site`: the history page (site/index.html) from the registry and the monitor reports.
 
     python -m mlops_template site --out site/ [--performance FILE]... [--drift FILE]...
+        [--reports DIR]...
+    python -m mlops_template site fetch-reports --repo OWNER/NAME --out DIR
+
 
 Reads the GTO tags (`registry.load_state`), the `monitor performance` and `monitor check`
 reports (default: reports/monitor/performance.json and drift.json, when they exist; a
-missing one is said on the page, not an error) and the workspace's model card
+missing one is said on the page, not an error), those of every monitor run under
+`--reports DIR` (what `site fetch-reports` downloads from the Drift monitor's artifacts:
+DIR/run-<id>/performance.json and drift.json, DIR/runs.json) and the workspace's model card
 (reports/deploy/model_card.md, whose version decision.json names). Writes OUT/index.html
 and the model cards it links (OUT/cards/); `--tar FILE` also packs OUT as GitHub Pages'
 artifact (a tar of the site's files). Rendering is `mlops_template.site`. Exit 2 when the
@@ -31,28 +36,75 @@ logger = get_logger("site")
 PERFORMANCE_JSON = paths.MONITOR_REPORT_DIR / "performance.json"
 
 
-def _reports(given: list[Path] | None, default: Path) -> list[object]:
+def _reports(
+    given: list[Path] | None, default: Path, fetched: list[tuple[Path, str]]
+) -> list[object]:
     from mlops_template.site import Report
 
     files = given if given else [default] if default.is_file() else []
+    labelled = [(path, str(path)) for path in files] + fetched
     out = []
-    for path in files:
+    for path, shown in labelled:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            out.append(Report(str(path), None, "not found"))
+            out.append(Report(shown, None, "not found"))
             continue
         except (OSError, ValueError) as exc:
-            out.append(Report(str(path), None, f"cannot be read: {exc}"))
+            out.append(Report(shown, None, f"cannot be read: {exc}"))
             continue
         if not isinstance(data, dict):
-            out.append(Report(str(path), None, "not a report (a JSON object was expected)"))
+            out.append(Report(shown, None, "not a report (a JSON object was expected)"))
             continue
-        out.append(Report(str(path), data))
+        out.append(Report(shown, data))
     for report in out:
         if report.error:  # type: ignore[attr-defined]
             logger.warning("%s: %s", report.source, report.error)  # type: ignore[attr-defined]
     return out
+
+
+def _fetched(
+    dirs: list[Path] | None,
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]], list[str]]:
+    """(performance files, drift files, a sentence per DIR) of `site fetch-reports` output;
+    a file with the name the page shows for it ("monitor run ID (date)/drift.json")."""
+    from mlops_template.fetch_reports import MANIFEST
+
+    performance: list[tuple[Path, str]] = []
+    drift: list[tuple[Path, str]] = []
+    notes: list[str] = []
+    for root in dirs or []:
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+            runs = [r for r in manifest["runs"] if isinstance(r, dict)]
+        except FileNotFoundError:
+            manifest, runs = {}, []
+            if root.is_dir():  # reports laid out by hand: every folder is a run
+                runs = [{"folder": d.name} for d in sorted(root.iterdir()) if d.is_dir()]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            notes.append(f"{root}: {MANIFEST} cannot be read ({exc})")
+            continue
+        used = [r for r in runs if isinstance(r.get("folder"), str)]
+        for run in used:
+            folder = root / Path(run["folder"]).name  # never outside DIR
+            label = (
+                f"monitor run {run['run_id']} ({str(run.get('created_at', ''))[:10]})"
+                if "run_id" in run
+                else folder.name
+            )
+            for name, found in (("performance.json", performance), ("drift.json", drift)):
+                if (folder / name).is_file():
+                    found.append((folder / name, f"{label}/{name}"))
+        workflow = manifest.get("workflow", "the monitor workflow")
+        skipped = len(runs) - len(used)
+        notes.append(
+            f"{len(used)} run(s) of {workflow} with reports"
+            + (f" ({skipped} skipped: artifact expired or missing)" if skipped else "")
+            + (f", fetched {manifest['fetched_at']}" if manifest.get("fetched_at") else "")
+            if runs
+            else f"no run of {workflow} with reports yet"
+        )
+    return performance, drift, notes
 
 
 def _release_base() -> str | None:
@@ -103,7 +155,14 @@ def _write_tar(out: Path, target: Path) -> None:
                 archive.add(path, arcname=path.relative_to(out).as_posix(), recursive=False)
 
 
+site_app = typer.Typer(
+    help="The history page (site/index.html); `fetch-reports`: the monitor runs' reports."
+)
+
+
+@site_app.callback(invoke_without_command=True)
 def site(
+    ctx: typer.Context,
     out: Path = typer.Option(Path("site"), "--out", help="Directory of the page."),
     performance: list[Path] = typer.Option(
         None,
@@ -115,12 +174,19 @@ def site(
         "--drift",
         help=f"`monitor check` report (repeatable; default {paths.MONITOR_JSON} if present).",
     ),
+    reports: list[Path] = typer.Option(
+        None,
+        "--reports",
+        help="Directory of `site fetch-reports`: every run's performance and drift reports.",
+    ),
     card: Path = typer.Option(paths.MODEL_CARD, "--card", help="The workspace's model card."),
     tar: Path = typer.Option(
         None, "--tar", help="Also write OUT as a tar (GitHub Pages' artifact format)."
     ),
 ) -> None:
     """Write the history page: versions, stage history, live performance, drift, cards."""
+    if ctx.invoked_subcommand is not None:
+        return
     from mlops_template.commands.registry import registry_errors
     from mlops_template.registry import head_commit, load_state
     from mlops_template.site import SiteData, render_site
@@ -136,13 +202,15 @@ def site(
         remove(out / "cards", out / "index.html")
         link, card_version, cards = _workspace_card(out, card, paths.DEPLOY_DECISION, state)
         gate = p.gate
+        fetched_performance, fetched_drift, fetched_notes = _fetched(reports)
         judged = [m for rules in gate.baseline.values() for m in rules]
         data = SiteData(
             state=state,
             metric_names=list(p.compare.metrics),
             chart_metrics=list(dict.fromkeys([*gate.max_regression, *gate.min, *judged])),
-            performance=_reports(performance, PERFORMANCE_JSON),  # type: ignore[arg-type]
-            drift=_reports(drift, paths.MONITOR_JSON),  # type: ignore[arg-type]
+            performance=_reports(performance, PERFORMANCE_JSON, fetched_performance),  # type: ignore[arg-type]
+            drift=_reports(drift, paths.MONITOR_JSON, fetched_drift),  # type: ignore[arg-type]
+            live_notes=fetched_notes,
             workspace_card=link,
             workspace_card_version=card_version,
             version_cards=cards,
@@ -165,5 +233,27 @@ def site(
     )
 
 
+@site_app.command("fetch-reports")
+def fetch_reports(
+    repo: str = typer.Option(..., "--repo", help="OWNER/NAME (in Actions: $GITHUB_REPOSITORY)."),
+    out: Path = typer.Option(..., "--out", help="Directory of the reports (replaced)."),
+    workflow: str = typer.Option("monitor.yaml", "--workflow", help="The monitor's workflow."),
+    artifact: str = typer.Option("drift-report", "--artifact", help="Its reports' artifact."),
+    limit: int = typer.Option(30, "--limit", help="The newest successful runs looked at."),
+    branch: str = typer.Option(
+        None, "--branch", help="Runs of this branch (default: the repository's default)."
+    ),
+) -> None:
+    """Download the monitor runs' reports (GitHub Actions artifacts) for `site --reports`.
+
+    The token from GITHUB_TOKEN or GH_TOKEN (`actions: read`), the API from GITHUB_API_URL.
+    Exit 2 when a call is refused (naming it) or an option is wrong; no run yet is fine."""
+    from mlops_template.fetch_reports import run_fetch
+
+    code = run_fetch(repo, out, workflow, artifact, limit, branch)
+    if code:
+        raise typer.Exit(code)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("site")(site)
+    app.add_typer(site_app, name="site")
