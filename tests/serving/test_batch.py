@@ -447,3 +447,32 @@ def test_version_and_stage_resolve_to_a_registered_version_and_its_model_sha256(
         _registry_version(root, "1.0", None)
     with pytest.raises(batch.BatchError, match="no version of model is in staging"):
         _registry_version(root, None, "staging")
+
+
+def test_text_columns_are_checked_alike_from_arrow_and_from_objects() -> None:
+    """A categorical column read as Arrow strings (Parquet; CSV with pyarrow) is checked
+    per distinct value after dictionary encoding; any other column value by value: both
+    give the same values, nulls, empty strings and known levels."""
+    values = ["red", None, "", "blue", "purple", np.nan, "red", "", "blue"]
+    levels = frozenset({"red", "blue", "green"})
+    arrow = pd.Series(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    assert batch._dictionary_encoded(arrow) is not None  # the dictionary path
+    objects = pd.Series(values, dtype=object)
+    assert batch._dictionary_encoded(objects) is None  # the value-by-value path
+    fast, slow = batch._text_column(arrow, levels), batch._text_column(objects, levels)
+    assert fast.values.tolist() == slow.values.tolist()
+    assert fast.values.tolist() == ["red", None, "", "blue", "purple", None, "red", "", "blue"]
+    for name, want in (
+        ("missing", [0, 1, 0, 0, 0, 1, 0, 0, 0]),
+        ("not_text", [0] * 9),
+        ("empty", [0, 0, 1, 0, 0, 0, 0, 1, 0]),
+        ("known", [1, 0, 0, 1, 0, 0, 1, 0, 1]),
+    ):
+        assert (
+            getattr(fast, name).tolist() == getattr(slow, name).tolist() == [bool(v) for v in want]
+        )
+    # a column of numbers is only seen value by value: refused as not a string
+    numbers = batch._text_column(pd.Series([1, None, 2.5], dtype=object), levels)
+    assert numbers.not_text.tolist() == [True, False, True]
+    empty = batch._text_column(pd.Series([None, None], dtype=arrow.dtype), levels)
+    assert empty.missing.tolist() == [True, True] and empty.values.tolist() == [None, None]
