@@ -211,7 +211,7 @@ def predict(
             # everything is read into memory here: a temporary worktree goes after this
             schema = read_json(model_root / paths.SCHEMA, "data schema")
             contract = build_contract(schema, settings.params)
-            model = load_model(model_root, contract, serve_params, label)
+            model = load_model(model_root, contract, serve_params, label, spinning=False)
         if log:
             from mlops_template import predlog
 
