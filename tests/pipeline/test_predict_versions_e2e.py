@@ -213,3 +213,18 @@ def test_a_version_in_neither_cache_nor_remote_is_exit_2_naming_it(
     assert "restored from a rebuild (dvc repro)" in rebuilt.stderr
     check_scored_with(registry, output, "v1.0.0")
     assert snapshot(copy) == before
+
+
+def test_files_that_are_not_the_registered_model_are_refused(
+    registry: dict[str, Any], copy: Path
+) -> None:
+    """A registration whose recorded sha256 is not the model its commit built (a tag made
+    by hand, a rewritten lock file): the files restored from the cache are refused."""
+    message = registration_message("model", "v2.1.0", {}, {"model.onnx": "0" * 64}, None)
+    run(["git", "tag", "-a", "model@v2.1.0", "-m", message], copy)
+    output = copy.parent / "never.csv"
+    done = predict(copy, registry["csv"], output, "--version", "v2.1.0")
+    assert done.returncode == 2, done.stderr
+    assert "v2.1.0: the models/model.onnx found at" in done.stderr
+    assert "not the 000000000000... its registration recorded" in done.stderr
+    assert not output.exists()
