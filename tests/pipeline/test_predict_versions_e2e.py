@@ -228,3 +228,18 @@ def test_files_that_are_not_the_registered_model_are_refused(
     assert "v2.1.0: the models/model.onnx found at" in done.stderr
     assert "not the 000000000000... its registration recorded" in done.stderr
     assert not output.exists()
+
+
+def test_a_version_whose_commit_has_no_pipeline_is_exit_2(
+    registry: dict[str, Any], copy: Path
+) -> None:
+    empty_tree = run(["git", "hash-object", "-t", "tree", "/dev/null"], copy).stdout.strip()
+    commit = run(["git", "commit-tree", empty_tree, "-m", "nothing"], copy).stdout.strip()
+    message = registration_message("model", "v9.0.0", {}, {"model.onnx": "0" * 64}, None)
+    run(["git", "tag", "-a", "model@v9.0.0", "-m", message, commit], copy)
+    done = predict(copy, registry["csv"], copy.parent / "never.csv", "--version", "v9.0.0")
+    assert done.returncode == 2, done.stderr
+    assert f"v9.0.0 (model@v9.0.0, commit {commit[:8]}): that commit is not in this clone" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr

@@ -89,6 +89,7 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
     from mlops_template.worktree import (
         OutputsUnavailable,
         cache_dir,
+        has_file,
         locked_outputs,
         restore_outputs,
         temporary_worktree,
@@ -105,6 +106,11 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
         registered.label,
         paths.MODEL_ONNX,
     )
+    if not has_file(registered.info.commit, "dvc.yaml", root):
+        raise BatchError(
+            f"{registered.label}: that commit is not in this clone, or has no dvc.yaml to "
+            "restore the model from (a shallow clone? `git fetch --unshallow --tags`)"
+        )
     with temporary_worktree(registered.info.commit, root, prefix=f"{version}-") as tree:
         targets = [str(p) for p in VERSION_FILES]
         locked = locked_outputs(tree)
