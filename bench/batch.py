@@ -3,6 +3,10 @@ score, write; optionally the prediction log) against a plain in-process onnxrunt
 over the same rows (already in memory: feeds built, `session.run`, nothing else), same
 model, same thread count, same chunk size. Prints figures (not a test).
 
+Two plain loops: with onnxruntime's default session (as `train.onnx_session` makes it:
+the pool threads spin between calls), and with the session `predict` uses (no
+spinning: its own thread needs the CPU meanwhile). The ratios are against the first.
+
     python bench/batch.py [--rows 1000000] [--repeat 3] [--threads 0] [--root PROJECT]
 
 Without --root the model is the serving tests' mixed model (hist_gradient_boosting, 50
@@ -21,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -127,17 +132,19 @@ def main() -> None:
         settings = settings_from_env(root)
         schema = json.loads((root / "data/schema.json").read_text())
         contract = build_contract(schema, settings.params)
-        model = load_model(
-            root, contract, settings.params.model_copy(update={"onnx_threads": threads}), "bench"
-        )
+        serve_params = settings.params.model_copy(update={"onnx_threads": threads})
+        # as `predict` loads it: onnxruntime's pool threads do not spin between calls
+        model = load_model(root, contract, serve_params, "bench", spinning=False)
         session = onnx_session((root / "models/model.onnx").read_bytes(), threads=threads)
+        quiet = load_model(root, contract, serve_params, "bench", spinning=False).session
         frame = synthetic_rows(schema, args.rows)
         parquet, csv = tmp / "in.parquet", tmp / "in.csv"
         frame.to_parquet(parquet, row_group_size=args.chunk_rows)
         frame.to_csv(csv, index=False)
         config = batch.BatchConfig(chunk_rows=args.chunk_rows, keep=("customer_id",))
-        cases = {
+        cases: dict[str, Any] = {
             "plain onnxruntime loop (in memory)": None,
+            "plain loop, predict's session (no spinning)": quiet,
             "predict parquet -> parquet": (parquet, tmp / "out.parquet", False),
             "predict parquet -> parquet, prediction log on": (parquet, tmp / "log.parquet", True),
             "predict csv -> csv": (csv, tmp / "out.csv", False),
@@ -147,8 +154,8 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, case in cases.items():
                 cpu_started = time.process_time()
-                if case is None:
-                    seconds = plain_loop(session, schema, frame, args.chunk_rows)
+                if case is None or not isinstance(case, tuple):
+                    seconds = plain_loop(case or session, schema, frame, args.chunk_rows)
                 else:
                     source, target, log = case
                     logger = None

@@ -454,14 +454,23 @@ def verify_model(root: Path) -> tuple[bytes, dict[str, Any]]:
     return model, info
 
 
-def load_model(root: Path, contract: Contract, params: ServeParams, version: str) -> LoadedModel:
-    """Verify, load and warm up the ONNX model; gather what /metadata shows."""
+def load_model(
+    root: Path, contract: Contract, params: ServeParams, version: str, spinning: bool = True
+) -> LoadedModel:
+    """Verify, load and warm up the ONNX model; gather what /metadata shows.
+
+    spinning=False: onnxruntime's pool threads sleep between calls instead of spinning.
+    For batch scoring, whose own thread reads, validates and writes chunks while the
+    model runs: spinning pool threads would take the CPU it needs (and, on a machine
+    shared with other jobs, burn it while descheduled peers hold the work)."""
     from mlops_template.train import onnx_session
 
     started = time.perf_counter()
     model, info = verify_model(root)
     try:
         session = onnx_session(model, threads=params.onnx_threads)
+        if not spinning and params.onnx_threads > 1:
+            session = _without_spinning(session, model)
     except Exception as exc:
         raise ModelError(f"{root / paths.MODEL_ONNX}: onnxruntime cannot load it ({exc})") from None
     input_names = tuple(i.name for i in session.get_inputs())
@@ -501,6 +510,15 @@ def load_model(root: Path, contract: Contract, params: ServeParams, version: str
         time.perf_counter() - started,
     )
     return loaded
+
+
+def _without_spinning(session: Any, model: bytes) -> Any:
+    """The same session (train.onnx_session's options), its pool threads not spinning."""
+    import onnxruntime as ort
+
+    options = session.get_session_options()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=session.get_providers())
 
 
 def _warm_up(model: LoadedModel, contract: Contract) -> None:

@@ -111,11 +111,11 @@ def cache_dir(root: Path) -> Path:
 
 
 @contextmanager
-def temporary_worktree(commit: str, root: Path) -> Iterator[Path]:
+def temporary_worktree(commit: str, root: Path, prefix: str = "base-") -> Iterator[Path]:
     """A detached worktree of COMMIT under .dvc/tmp/, removed afterwards whatever happens."""
     parent = root / WORKTREES_DIR
     parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="base-", dir=parent))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         _git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
         yield path
@@ -143,15 +143,118 @@ def repro_in_worktree(
     """`dvc repro` in TREE, a temporary worktree of ROOT, with that commit's own code and
     ROOT's DVC cache (what ROOT already built is restored, not rerun). Raises
     subprocess.TimeoutExpired after `timeout` seconds."""
-    (tree / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache_dir(root)}\n")
+    share_dvc_config(tree, root)
+    return dvc_in_worktree(tree, "repro", timeout=timeout)
+
+
+def share_dvc_config(tree: Path, root: Path) -> None:
+    """TREE's local DVC config: ROOT's (its remotes and their credentials, relative paths
+    still pointing where they point from ROOT) with ROOT's cache, so what TREE fetches or
+    builds lands in the cache ROOT uses."""
+    from dvc.config import Config
+
+    source = Config(dvc_dir=str((root / ".dvc").resolve()), validate=False).load_one("local")
+    with Config(dvc_dir=str((tree / ".dvc").resolve()), validate=False).edit("local") as conf:
+        conf.update({key: value for key, value in source.items() if value})
+        conf.setdefault("cache", {})["dir"] = str(cache_dir(root))
+
+
+def dvc_in_worktree(
+    tree: Path, *args: str, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`dvc ARGS` in TREE with its own code first on the import path (repro_env)."""
     return subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"],
+        [sys.executable, "-m", "dvc", *args],
         cwd=tree,
         env=repro_env(tree),
         text=True,
         capture_output=True,
         timeout=timeout,
     )
+
+
+class OutputsUnavailable(RuntimeError):
+    """Pipeline outputs of a commit that are in neither the DVC cache nor the remote (and
+    were not, or could not be, rebuilt)."""
+
+    def __init__(self, missing: list[str], tries: dict[str, str]) -> None:
+        shown = "; ".join(f"dvc {how}: {why}" for how, why in tries.items())
+        super().__init__(f"{', '.join(missing)}: {shown}")
+        self.missing = missing
+        self.tries = tries  # dvc command -> what it said
+
+
+_DVC_NOISE = ("Is your cache up to date?", "<https://error.dvc.org/", "Everything is up to date.")
+
+
+def dvc_said(output: str, lines: int = 4) -> str:
+    """DVC's last lines as one line, without its boilerplate hints."""
+    kept = [
+        line.strip()
+        for line in output.strip().splitlines()
+        if line.strip() and not line.strip().startswith(_DVC_NOISE)
+    ]
+    return " ".join(kept[-lines:]) or "no message"
+
+
+def locked_outputs(tree: Path) -> set[str]:
+    """The output paths TREE's dvc.lock records (what `dvc checkout` can restore)."""
+    lock = tree / "dvc.lock"
+    if not lock.is_file():
+        return set()
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
+    return {
+        str(out["path"])
+        for stage in stages.values()
+        if isinstance(stage, dict)
+        for out in stage.get("outs") or []
+        if isinstance(out, dict) and "path" in out
+    }
+
+
+def restore_outputs(
+    tree: Path,
+    root: Path,
+    targets: list[str],
+    rebuild: bool = False,
+    optional: list[str] | None = None,
+    timeout: float = REPRO_TIMEOUT_SECONDS,
+) -> str:
+    """Make TARGETS (files of TREE, a temporary worktree of ROOT) present without running
+    anything when possible: in git already, else `dvc checkout` from ROOT's cache, else
+    `dvc pull` from the DVC remote (ROOT's remotes and credentials), else, with REBUILD,
+    `dvc repro` with TREE's code (the run-cache restores what was built before). OPTIONAL
+    files are fetched along when they can be, and never required. Returns where TARGETS
+    came from: "git", "cache", "remote" or "rebuilt"; raises OutputsUnavailable naming
+    the files still missing and why."""
+
+    def absent(files: list[str]) -> list[str]:
+        return [t for t in files if not (tree / t).is_file()]
+
+    missing = absent(targets)
+    if not missing:
+        return "git"
+    share_dvc_config(tree, root)
+    tries: dict[str, str] = {}
+    for source, command in (("cache", "checkout"), ("remote", "pull")):
+        wanted = missing + absent(optional or [])
+        result = dvc_in_worktree(tree, command, *wanted, timeout=timeout)
+        missing = absent(missing)
+        if not missing:
+            return source
+        tries[command] = dvc_said(result.stdout + result.stderr)
+    if rebuild:
+        logger.info("rebuilding %s with `dvc repro` in a temporary worktree", ", ".join(missing))
+        try:
+            result = dvc_in_worktree(tree, "repro", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            tries["repro"] = f"took more than {timeout:.0f}s"
+            raise OutputsUnavailable(missing, tries) from None
+        missing = absent(missing)
+        if result.returncode == 0 and not missing:
+            return "rebuilt"
+        tries["repro"] = dvc_said(result.stdout + result.stderr, 8)
+    raise OutputsUnavailable(missing, tries)
 
 
 def _read_optional_json(path: Path) -> dict[str, Any] | None:

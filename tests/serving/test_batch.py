@@ -402,12 +402,12 @@ def test_csv_without_pyarrow_is_written_by_pandas_alike(
     pd.testing.assert_frame_equal(read(tmp_path / "arrow.csv"), read(tmp_path / "pandas.csv"))
 
 
-def test_version_and_stage_label_the_workspace_model_only_if_it_is_theirs(
+def test_version_and_stage_resolve_to_a_registered_version_and_its_model_sha256(
     scorer: Scorer, tmp_path: Path
 ) -> None:
     """--version / --stage: the registry's tags (GTO format, as `registry register` and
-    `promote` write them) name the version; the workspace model must be that version's."""
-    import hashlib
+    `promote` write them) name the version and the sha256 its model must have (scoring
+    with another version's model: tests/pipeline/test_predict_versions_e2e.py)."""
     import shutil
 
     from mlops_template.commands.predict import _registry_version
@@ -415,8 +415,6 @@ def test_version_and_stage_label_the_workspace_model_only_if_it_is_theirs(
 
     root = tmp_path / "project"
     shutil.copytree(scorer.root, root)
-    model = (root / "models/model.onnx").read_bytes()
-    sha = hashlib.sha256(model).hexdigest()
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=root, env=tool_env(), check=True, capture_output=True)
@@ -424,18 +422,57 @@ def test_version_and_stage_label_the_workspace_model_only_if_it_is_theirs(
     git("init", "-q")
     git("add", "-A")
     git("commit", "-qm", "model")
-    for tag, model_sha in (("model@v1.0.0", sha), ("model@v1.1.0", "0" * 64)):
+    for tag, model_sha in (("model@v1.0.0", "1" * 64), ("model@v1.1.0", "2" * 64)):
         message = registration_message(
             "model", tag.split("@")[1], {}, {"model.onnx": model_sha}, None
         )
         git("tag", "-a", tag, "-m", message)
     git("tag", "-a", "model#prod#1", "-m", "assign prod")
+    git("commit", "-q", "--allow-empty", "-m", "next")
+    git("tag", "-a", "model@v1.2.0", "-m", "registered by hand: no metadata line")
 
-    # both versions are at the same commit: the stage goes to the highest (GTO's rule)
-    with pytest.raises(batch.BatchError, match=r"is not the model of v1\.1\.0"):
-        _registry_version(root, model, None, "prod")
-    assert _registry_version(root, model, "v1.0.0", None) == "v1.0.0"
+    # v1.0.0 and v1.1.0 are at the same commit: the stage goes to the highest (GTO's rule)
+    prod = _registry_version(root, None, "prod")
+    assert (prod.info.version, prod.info.tag, prod.onnx_sha256) == (
+        "v1.1.0",
+        "model@v1.1.0",
+        "2" * 64,
+    )
+    assert _registry_version(root, "v1.0.0", None).onnx_sha256 == "1" * 64
+    with pytest.raises(batch.BatchError, match=r"model@v1\.2\.0: its message records no model"):
+        _registry_version(root, "v1.2.0", None)
     with pytest.raises(batch.BatchError, match="not a registered version"):
-        _registry_version(root, model, "v2.0.0", None)
+        _registry_version(root, "v2.0.0", None)
+    with pytest.raises(batch.BatchError, match=r"expected vMAJOR\.MINOR\.PATCH"):
+        _registry_version(root, "1.0", None)
     with pytest.raises(batch.BatchError, match="no version of model is in staging"):
-        _registry_version(root, model, None, "staging")
+        _registry_version(root, None, "staging")
+
+
+def test_text_columns_are_checked_alike_from_arrow_and_from_objects() -> None:
+    """A categorical column read as Arrow strings (Parquet; CSV with pyarrow) is checked
+    per distinct value after dictionary encoding; any other column value by value: both
+    give the same values, nulls, empty strings and known levels."""
+    values = ["red", None, "", "blue", "purple", np.nan, "red", "", "blue"]
+    levels = frozenset({"red", "blue", "green"})
+    arrow = pd.Series(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    assert batch._dictionary_encoded(arrow) is not None  # the dictionary path
+    objects = pd.Series(values, dtype=object)
+    assert batch._dictionary_encoded(objects) is None  # the value-by-value path
+    fast, slow = batch._text_column(arrow, levels), batch._text_column(objects, levels)
+    assert fast.values.tolist() == slow.values.tolist()
+    assert fast.values.tolist() == ["red", None, "", "blue", "purple", None, "red", "", "blue"]
+    for name, want in (
+        ("missing", [0, 1, 0, 0, 0, 1, 0, 0, 0]),
+        ("not_text", [0] * 9),
+        ("empty", [0, 0, 1, 0, 0, 0, 0, 1, 0]),
+        ("known", [1, 0, 0, 1, 0, 0, 1, 0, 1]),
+    ):
+        assert (
+            getattr(fast, name).tolist() == getattr(slow, name).tolist() == [bool(v) for v in want]
+        )
+    # a column of numbers is only seen value by value: refused as not a string
+    numbers = batch._text_column(pd.Series([1, None, 2.5], dtype=object), levels)
+    assert numbers.not_text.tolist() == [True, False, True]
+    empty = batch._text_column(pd.Series([None, None], dtype=arrow.dtype), levels)
+    assert empty.missing.tolist() == [True, True] and empty.values.tolist() == [None, None]

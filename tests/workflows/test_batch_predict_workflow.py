@@ -1,6 +1,7 @@
 """batch-predict.yaml under act: a dispatched run scores a CSV committed to the repository
-with the version in prod (registry tags; its model rebuilt from the DVC cache and checked
-against the sha256 its registration recorded) and uploads the predictions."""
+with the version in prod (registry tags; `predict --stage prod` restores its model from
+the DVC cache in a worktree of its commit and checks it against the sha256 its
+registration recorded) and uploads the predictions."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def test_the_rows_are_scored_with_the_prod_model_and_uploaded(
     repo: GitRepo, scored: ActResult
 ) -> None:
     assert scored.succeeded, scored
-    assert "v1.0.0: model@v1.0.0 at" in scored.output  # registry resolve --stage prod
+    assert "v1.0.0 (model@v1.0.0, commit" in scored.output  # predict --stage prod
+    assert "(sha256" in scored.output and "as registered)" in scored.output
     artifact = scored.artifact("batch-predictions")
     output = pd.read_csv(artifact / "scored.csv")
     assert len(output) == SCORED
@@ -64,4 +66,4 @@ def test_the_rows_are_scored_with_the_prod_model_and_uploaded(
         output.groupby("request_id")["row"].apply(lambda r: r.tolist() == list(range(len(r)))).all()
     )
     assert set(output["prediction"]) <= {"benign", "malignant"}
-    assert "120 rows scored of 120 (0 refused" in scored.output
+    assert "120 rows scored of 120 with model v1.0.0 (0 refused" in scored.output

@@ -1,10 +1,15 @@
 """`python -m mlops_template predict --input FILE|DIR --output FILE`: batch scoring with
-the served model (mlops_template.batch does the work)."""
+the served model, or with a registered version's (`--version` / `--stage`: its files
+restored in a temporary worktree of its commit, mlops_template.worktree), the ONNX
+checked against the sha256 of its registration tag; mlops_template.batch does the work."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +18,36 @@ import typer
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params
 from mlops_template.log import get_logger
+from mlops_template.registry import VersionInfo
 
 logger = get_logger("predict")
 
 
-def _registry_version(
-    root: Path, model_bytes: bytes, version: str | None, stage: str | None
-) -> str:
-    """The registered version asked for, after checking that the workspace model is the
-    one registered under it (its sha256 in the registration tag)."""
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# What batch scoring reads of a version: the model, the sha256 that verifies it, the
+# request contract; eval/metrics.json too when the version's pipeline has it (metadata).
+VERSION_FILES = (paths.MODEL_ONNX, paths.TRAIN_INFO, paths.SCHEMA)
+OPTIONAL_VERSION_FILES = (paths.METRICS,)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered version and the sha256 its registration tag records for its ONNX."""
+
+    info: VersionInfo
+    onnx_sha256: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.info.version} ({self.info.tag}, commit {self.info.commit[:8]})"
+
+
+def _registry_version(root: Path, version: str | None, stage: str | None) -> Registered:
+    """The registered version asked for (--version, or the version in --stage) and the
+    sha256 of its model recorded in its registration tag."""
     from mlops_template import registry as r
     from mlops_template.batch import BatchError
 
@@ -42,14 +68,90 @@ def _registry_version(
     recorded = (info.metadata.get("model_sha256") or {}).get(paths.MODEL_ONNX.name)
     if recorded is None:
         raise BatchError(f"{info.tag}: its message records no model sha256")
-    actual = hashlib.sha256(model_bytes).hexdigest()
-    if actual != recorded:
+    return Registered(info, recorded)
+
+
+def _workspace_has(root: Path, registered: Registered) -> bool:
+    """Is the workspace's model the version's (the sha256 its tag records)?"""
+    try:
+        return sha256((root / paths.MODEL_ONNX).read_bytes()) == registered.onnx_sha256
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator[Path]:
+    """A directory holding the version's model files: the workspace when its model is the
+    version's, else a temporary worktree of the version's commit (the user's checkout is
+    not touched) with the files restored from the DVC cache or remote (or, with
+    REBUILD, rebuilt), the ONNX checked against the registered sha256."""
+    from mlops_template.batch import BatchError
+    from mlops_template.worktree import (
+        OutputsUnavailable,
+        cache_dir,
+        has_file,
+        locked_outputs,
+        restore_outputs,
+        temporary_worktree,
+    )
+
+    version = registered.info.version
+    if _workspace_has(root, registered):
+        logger.info("%s: the workspace's %s is its model", registered.label, paths.MODEL_ONNX)
+        yield root
+        return
+    logger.info(
+        "%s: the workspace's %s is not its model: fetching the version's files into a "
+        "temporary worktree of its commit",
+        registered.label,
+        paths.MODEL_ONNX,
+    )
+    if not has_file(registered.info.commit, "dvc.yaml", root):
         raise BatchError(
-            f"{paths.MODEL_ONNX} (sha256 {actual[:12]}...) is not the model of {version} "
-            f"({recorded[:12]}...): check it out first (`git checkout {info.tag} && dvc "
-            "checkout`, or `dvc pull`), then rerun"
+            f"{registered.label}: that commit is not in this clone, or has no dvc.yaml to "
+            "restore the model from (a shallow clone? `git fetch --unshallow --tags`)"
         )
-    return version
+    with temporary_worktree(registered.info.commit, root, prefix=f"{version}-") as tree:
+        targets = [str(p) for p in VERSION_FILES]
+        locked = locked_outputs(tree)
+        optional = [str(p) for p in OPTIONAL_VERSION_FILES if str(p) in locked]
+        try:
+            source = restore_outputs(tree, root, targets, rebuild=rebuild, optional=optional)
+        except OutputsUnavailable as exc:
+            what = ", ".join(exc.missing)
+            rebuilt = f"; `dvc repro` failed: {exc.tries['repro']}" if "repro" in exc.tries else ""
+            advice = "" if rebuild else ", or rerun with --rebuild to rebuild them at its commit"
+            raise BatchError(
+                f"{registered.label}: {what} is in neither the DVC cache ({cache_dir(root)}) "
+                f"nor the DVC remote (`dvc pull`: {exc.tries.get('pull', '?')}){rebuilt}. To "
+                f"score with {version}: configure the DVC remote that holds its files (`dvc "
+                "remote add -d NAME URL`, credentials in .dvc/config.local) and rerun (they "
+                f"are fetched with `dvc pull`), `dvc push` them from where {version} was "
+                f"built{advice}"
+            ) from None
+        actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
+        if actual != registered.onnx_sha256:
+            raise BatchError(
+                f"{version}: the {paths.MODEL_ONNX} {'rebuilt' if source == 'rebuilt' else 'found'}"
+                f" at {registered.info.commit[:8]} has sha256 {actual[:12]}..., not the "
+                f"{registered.onnx_sha256[:12]}... its registration recorded"
+                + (
+                    " (its training is not bit-reproducible: fetch the registered files "
+                    "with `dvc pull` instead)"
+                    if source == "rebuilt"
+                    else ""
+                )
+            )
+        logger.info(
+            "%s: %s restored from %s (sha256 %s... as registered)",
+            version,
+            ", ".join(targets),
+            {"git": "git", "cache": "the DVC cache", "remote": "the DVC remote"}.get(
+                source, "a rebuild (dvc repro)"
+            ),
+            actual[:12],
+        )
+        yield tree
 
 
 def predict(
@@ -70,15 +172,24 @@ def predict(
     version: str = typer.Option(
         None,
         "--version",
-        help="Label with this registered version (the workspace model must be it).",
+        help="Score with this registered version's model (from its commit, via the DVC "
+        "cache or remote; the workspace is not touched) and label with it.",
     ),
     stage: str = typer.Option(
-        None, "--stage", help="Label with the version in this stage, e.g. prod (same check)."
+        None, "--stage", help="Score with the version in this stage, e.g. prod (as --version)."
+    ),
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="With --version/--stage: files in neither the DVC cache nor the remote are "
+        "rebuilt (`dvc repro` at the version's commit), accepted if the ONNX sha256 is the "
+        "registered one.",
     ),
     threads: int = typer.Option(0, min=0, help="onnxruntime threads (0: every CPU)."),
 ) -> None:
-    """Score a file or directory with models/model.onnx (what `serve` serves), chunk by
-    chunk; refused rows go to <output stem>.rejects.csv."""
+    """Score a file or directory with models/model.onnx (what `serve` serves), or with a
+    registered version's model (--version / --stage), chunk by chunk; refused rows go to
+    <output stem>.rejects.csv."""
     from mlops_template import batch
     from mlops_template.serve import ModelError, build_contract, load_model, settings_from_env
     from mlops_template.serve import _read_json as read_json
@@ -91,20 +202,22 @@ def predict(
     try:
         if version is not None and stage is not None:
             raise batch.BatchError("give at most one of --version and --stage")
-        schema = read_json(root / paths.SCHEMA, "data schema")
-        contract = build_contract(schema, settings.params)
-        label = settings.model_version
-        if version is not None or stage is not None:
-            from mlops_template.serve import verify_model
-
-            model_bytes, _ = verify_model(root)
-            label = _registry_version(root, model_bytes, version, stage)
         files = batch.input_files(input, output)
         batch.file_format(output)
         serve_params = settings.params.model_copy(
             update={"onnx_threads": threads or os.cpu_count() or 1}
         )
-        model = load_model(root, contract, serve_params, label)
+        label = settings.model_version
+        with contextlib.ExitStack() as stack:
+            model_root = root
+            if version is not None or stage is not None:
+                registered = _registry_version(root, version, stage)
+                label = registered.info.version
+                model_root = stack.enter_context(version_files(root, registered, rebuild))
+            # everything is read into memory here: a temporary worktree goes after this
+            schema = read_json(model_root / paths.SCHEMA, "data schema")
+            contract = build_contract(schema, settings.params)
+            model = load_model(model_root, contract, serve_params, label, spinning=False)
         if log:
             from mlops_template import predlog
 
@@ -134,11 +247,12 @@ def predict(
         if stats.dropped or stats.failed:
             logged += f", {stats.dropped + stats.failed} NOT logged"
     logger.info(
-        "%s: %d rows scored of %d (%d refused: %s), %d file(s), %d request(s) batch-%s-*, "
-        "%.1fs, %.0f rows/s%s",
+        "%s: %d rows scored of %d with model %s (%d refused: %s), %d file(s), %d request(s) "
+        "batch-%s-*, %.1fs, %.0f rows/s%s",
         output,
         result.rows_scored,
         result.rows_read,
+        label,
         result.bad_rows,
         result.rejects,
         result.files,

@@ -462,8 +462,8 @@ def resolve_command(
     rollback: bool = typer.Option(False, "--rollback", help="The rollback target instead."),
     stage: str = typer.Option(None, "--stage", help="The version in this stage, e.g. prod."),
 ) -> None:
-    """Which version a manual deploy would use (for promote.yaml), or the one in a stage
-    (batch-predict.yaml): version, tag, commit as step outputs."""
+    """Which version a manual deploy would use (for promote.yaml), or the one in a stage:
+    version, tag, commit as step outputs."""
     with registry_errors():
         from mlops_template import registry as r
 
