@@ -66,7 +66,10 @@ def linear_proba(
     settings = LogisticRegressionParams()
     pipeline = Pipeline(
         [
-            ("preprocess", build_preprocessor(schema, scale=True)),
+            # one-hot columns as a sparse matrix: 1e6 rows with 4 categoricals of 8-20
+            # levels make a 72-column matrix with 20 values a row (the same fit; sklearn
+            # stores it dense when it is mostly values, e.g. without categoricals)
+            ("preprocess", build_preprocessor(schema, scale=True, sparse=True)),
             ("model", LogisticRegression(random_state=seed, **settings.model_dump())),
         ]
     )
