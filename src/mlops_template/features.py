@@ -63,7 +63,9 @@ def target_labels(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
     the target values as float64)."""
     if is_regression(schema):
         return frame[schema["target"]].to_numpy(dtype=np.float64)
-    return frame[schema["target"]].astype(str).to_numpy()
+    # one string object per label, shared by its rows (as category_text)
+    codes, uniques = pd.factorize(frame[schema["target"]].astype(str), use_na_sentinel=False)
+    return np.asarray(uniques, dtype=object)[codes]
 
 
 def onnx_inputs(features: pd.DataFrame, schema: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -97,7 +97,7 @@ def validate() -> None:
 def split() -> None:
     """Seeded train/test split into data/split/ (stratified for classification)."""
 
-    from mlops_template.data import read_parquet, stratified_split
+    from mlops_template.data import held_out_rows, read_parquet, split_part
 
     p = params()
     remove(paths.TRAIN_DATA, paths.TEST_DATA)
@@ -106,11 +106,17 @@ def split() -> None:
         schema = read_json(paths.SCHEMA)  # validation passed on this data
     # classification: stratified; regression: a seeded share of the rows
     task = "regression" if schema.get("task") == "regression" else "classification"
-    train, test = stratified_split(frame, p.data.target, p.split, task)
-    for part, path in ((train, paths.TRAIN_DATA), (test, paths.TEST_DATA)):
+    # stratified_split's two parts, made and written one at a time (peak memory)
+    is_test = held_out_rows(frame, p.data.target, p.split, task)
+    for rows, path in ((~is_test, paths.TRAIN_DATA), (is_test, paths.TEST_DATA)):
         with atomic_path(path) as tmp:
-            part.to_parquet(tmp, index=False)
-    logger.info("split: %d train rows, %d test rows (seed %d)", len(train), len(test), p.split.seed)
+            split_part(frame, rows).to_parquet(tmp, index=False)
+    logger.info(
+        "split: %d train rows, %d test rows (seed %d)",
+        int((~is_test).sum()),
+        int(is_test.sum()),
+        p.split.seed,
+    )
 
 
 def train() -> None:
