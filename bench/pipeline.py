@@ -110,7 +110,12 @@ def measure(args: list[str], cwd: Path) -> Run:
     started = time.perf_counter()
     wrapped = [sys.executable, "-S", "-c", PEAK_RSS_WRAPPER, *args]
     proc = subprocess.Popen(
-        wrapped, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        wrapped,
+        cwd=cwd,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     output = proc.stdout.read()
