@@ -92,11 +92,30 @@ class Run:
     output: str
 
 
+# Linux counts a process's peak RSS from before its exec: a child spawned by this
+# (large) process starts at this process's RSS, whatever it uses itself. The command
+# runs under a bare interpreter (~10 MB) that reports the peak of its own children.
+PEAK_RSS_WRAPPER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"PEAK_RSS_KB {peak}", flush=True)
+sys.exit(code)
+"""
+
+
 def measure(args: list[str], cwd: Path) -> Run:
-    """Run a command; wall time, CPU time and peak RSS of it and everything it waited for."""
+    """Run a command; wall time, CPU time and peak RSS of the largest process of it and
+    everything it waited for."""
     started = time.perf_counter()
+    wrapped = [sys.executable, "-S", "-c", PEAK_RSS_WRAPPER, *args]
     proc = subprocess.Popen(
-        args, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        wrapped,
+        cwd=cwd,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     output = proc.stdout.read()
@@ -105,7 +124,8 @@ def measure(args: list[str], cwd: Path) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed in {cwd} ({proc.returncode}):\n{output}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, output)
+    output, _, peak = output.rpartition("PEAK_RSS_KB ")
+    return Run(wall, usage.ru_utime + usage.ru_stime, int(peak) * 1024, output)
 
 
 def clean(project: Path, cache: bool = True) -> None:

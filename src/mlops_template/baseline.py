@@ -18,6 +18,7 @@ was scored on other rows than the comparison's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,41 +55,64 @@ def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> n
 
 
 def linear_proba(
-    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int
+    features: Callable[[], pd.DataFrame],
+    labels: np.ndarray,
+    test: pd.DataFrame,
+    schema: dict[str, Any],
+    seed: int,
 ) -> np.ndarray:
-    """A default logistic regression's class probabilities on TEST (columns: classes).
+    """A default logistic regression's class probabilities on TEST (columns: classes),
+    fitted on `features()` (the train rows' model inputs, freed once preprocessed) and
+    `labels`.
 
     Built here, not by user_model: the reference stays the template's own preprocessing
     and model whatever features and estimator a fork plugs in."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
+    from mlops_template.train import fit_in_steps
+
     settings = LogisticRegressionParams()
     pipeline = Pipeline(
         [
-            ("preprocess", build_preprocessor(schema, scale=True)),
+            # one-hot columns as a sparse matrix: 1e6 rows with 4 categoricals of 8-20
+            # levels make a 72-column matrix with 20 values a row (the same fit; sklearn
+            # stores it dense when it is mostly values, e.g. without categoricals)
+            ("preprocess", build_preprocessor(schema, scale=True, sparse=True)),
             ("model", LogisticRegression(random_state=seed, **settings.model_dump())),
         ]
     )
-    pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
+    fit_in_steps(pipeline, features, labels)
     proba = pipeline.predict_proba(feature_frame(test, schema))
     fitted = [str(c) for c in pipeline.classes_]
     return proba[:, [fitted.index(str(c)) for c in schema["classes"]]]
 
 
 def baseline_metrics(
-    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int = 0
+    train: pd.DataFrame | Callable[[], pd.DataFrame],
+    test: pd.DataFrame,
+    schema: dict[str, Any],
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Metrics of each baseline on TEST (metrics.compute_metrics, the one definition;
     an undefined metric is null). Regression: `mean` and `linear` (a ridge regression),
-    scored by metrics.compute_regression_metrics."""
+    scored by metrics.compute_regression_metrics.
+
+    `train`: the train rows, or a function that reads them: the rows are then freed once
+    they are model inputs (peak memory of the train stage)."""
+    rows = [train() if callable(train) else train]
+    y_train = target_labels(rows[0], schema)
+
+    def features() -> pd.DataFrame:
+        return feature_frame(rows.pop(), schema)
+
     if is_regression(schema):
-        return regression_baseline_metrics(train, test, schema, seed)
+        return regression_baseline_metrics(features, y_train, test, schema, seed)
     classes = [str(c) for c in schema["classes"]]
     y_test = target_labels(test, schema)
     probas = {
-        "majority": majority_proba(target_labels(train, schema), classes, len(test)),
-        "linear": linear_proba(train, test, schema, seed),
+        "majority": majority_proba(y_train, classes, len(test)),
+        "linear": linear_proba(features, y_train, test, schema, seed),
     }
     return {
         "test_rows": len(test),
@@ -106,31 +130,44 @@ def mean_values(train_values: np.ndarray, rows: int) -> np.ndarray:
 
 
 def linear_values(
-    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int
+    features: Callable[[], pd.DataFrame],
+    labels: np.ndarray,
+    test: pd.DataFrame,
+    schema: dict[str, Any],
+    seed: int,
 ) -> np.ndarray:
-    """A default ridge regression's predictions on TEST (the template's preprocessing)."""
+    """A default ridge regression's predictions on TEST (the template's preprocessing),
+    fitted on `features()` (freed once preprocessed) and `labels`."""
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import Pipeline
 
+    from mlops_template.train import fit_in_steps
+
     pipeline = Pipeline(
         [
+            # dense: with sparse input Ridge would pick an iterative solver
             ("preprocess", build_preprocessor(schema, scale=True)),
             ("model", Ridge(alpha=1.0, random_state=seed)),
         ]
     )
-    pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
+    fit_in_steps(pipeline, features, labels)
     return np.asarray(pipeline.predict(feature_frame(test, schema)), dtype=np.float64)
 
 
 def regression_baseline_metrics(
-    train: pd.DataFrame, test: pd.DataFrame, schema: dict[str, Any], seed: int = 0
+    features: Callable[[], pd.DataFrame],
+    y_train: np.ndarray,
+    test: pd.DataFrame,
+    schema: dict[str, Any],
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The regression baselines: `mean` (gate.baseline.majority's counterpart; the name
-    majority is accepted for it) and `linear` (ridge)."""
+    majority is accepted for it) and `linear` (ridge), fitted on `features()` and
+    `y_train`."""
     y_test = target_labels(test, schema)
     values = {
-        "mean": mean_values(target_labels(train, schema), len(test)),
-        "linear": linear_values(train, test, schema, seed),
+        "mean": mean_values(y_train, len(test)),
+        "linear": linear_values(features, y_train, test, schema, seed),
     }
     return {
         "test_rows": len(test),

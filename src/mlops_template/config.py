@@ -287,8 +287,9 @@ class RegistryParams(Section):
 class ServeParams(Section):
     max_rows: PositiveInt = 1000
     onnx_threads: PositiveInt = 1
-    # A category value the training data never had: "accept" scores it (the one-hot
-    # encoder ignores it, as if the value were missing) and lists it in the response's
+    # A category value the training data never had: "accept" scores it (a linear model's
+    # one-hot encoder ignores it; a tree model's ordinal encoder gives it a code below the
+    # known ones, features.UNKNOWN_CATEGORY_CODE) and lists it in the response's
     # `unknown_categories`, so the drift monitor can count it; "reject" answers 422.
     unknown_categories: Literal["accept", "reject"] = "accept"
     # Requests with a larger body are refused with 413 before they are parsed.

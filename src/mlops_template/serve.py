@@ -84,9 +84,10 @@ the order of `classes`) and `unknown_categories`. A regression model (schema tas
   the feature had missing values in the training data (`nullable` in the schema only
   records that it had);
 - a category value absent from training (`levels` in the schema): with
-  `serve.unknown_categories: accept` (default) the row is scored (the one-hot encoder
-  ignores the value, so the row counts as having none of the known values) and the
-  value is listed in `unknown_categories`; with `reject` it is a 422 naming the allowed
+  `serve.unknown_categories: accept` (default) the row is scored (a linear model's
+  one-hot encoder ignores the value, so the row counts as having none of the known
+  values; a tree model's ordinal encoder gives it a code below every known one,
+  features.UNKNOWN_CATEGORY_CODE) and the value is listed in `unknown_categories`; with `reject` it is a 422 naming the allowed
   values;
 - numbers outside the training range are accepted (the drift monitor reports them);
 - more than `serve.max_rows` rows: 413; a body over `serve.max_body_mb`: 413 before

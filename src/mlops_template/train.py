@@ -12,6 +12,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,12 @@ def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
             f"user_model.feature_steps: added column(s) {clashes} clash with an input column "
             "or another step's column; give each a new name"
         )
-    preprocess = build_preprocessor(schema, scale=user_model.scale_numeric(params), derived=derived)
+    preprocess = build_preprocessor(
+        schema,
+        scale=user_model.scale_numeric(params),
+        derived=derived,
+        ordinal=user_model.ordinal_categories(params),
+    )
     # a fork's one-argument build_estimator keeps working for classification
     if is_regression(schema):
         estimator = user_model.build_estimator(params, task="regression")
@@ -124,6 +130,21 @@ def _is_regressor(estimator: Any) -> bool:
 def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParams) -> Any:
     pipeline = build_pipeline(schema, params)
     pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
+    return pipeline
+
+
+def fit_in_steps(pipeline: Any, features: Callable[[], pd.DataFrame], labels: np.ndarray) -> Any:
+    """`pipeline.fit(features(), labels)`, one step at a time (as Pipeline.fit does), so
+    that each step's input is freed once the step has transformed it: the input table is
+    not kept alive through the estimator's fit (1e6 rows: ~120 MB of a train stage that
+    must stay within 3x the data, bench/pipeline.py). `features` makes the input table;
+    the caller keeps no reference to it."""
+    inputs = features()
+    *transformers, (_, estimator) = pipeline.steps
+    for _, step in transformers:
+        if step is not None and step != "passthrough":
+            inputs = step.fit_transform(inputs, labels)
+    estimator.fit(inputs, labels)
     return pipeline
 
 

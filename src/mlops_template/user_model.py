@@ -17,6 +17,9 @@ What to edit:
   its hyperparameters in params.yaml (`params` is the validated `train` section).
 - `scale_numeric`: whether numeric columns are standardised before your estimator
   (linear models, SVMs, k-NN: yes; tree models: no, see features.build_preprocessor).
+- `ordinal_categories`: whether each categorical column reaches your estimator as one
+  column of codes (tree models) rather than one-hot columns (linear models need those),
+  see features.build_preprocessor.
 - `feature_steps`: new columns computed from the raw columns, e.g. a ratio. Use the
   blocks of mlops_template.derived_features (Ratio, Product, Difference); they convert to
   ONNX. Steps run in order on the raw table and each appends numeric columns (declared
@@ -146,6 +149,13 @@ def build_regressor(params: TrainParams) -> Any:
 def scale_numeric(params: TrainParams) -> bool:
     """Standardise numeric columns for the estimator (only the linear model wants it)."""
     return params.model in {"logistic_regression", "ridge"}
+
+
+def ordinal_categories(params: TrainParams) -> bool:
+    """Categorical columns as one column of codes each (features.build_preprocessor):
+    tree models split on codes, and their input stays one column per feature; the linear
+    models get one-hot columns."""
+    return not scale_numeric(params)
 
 
 def feature_steps(params: TrainParams, schema: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -200,7 +200,8 @@ def test_unknown_category_accepted_and_reported(
     answer = predict(mixed_accept, [row, {**row, "color": "purple"}])
     assert answer.status_code == 200, answer.text
     assert answer.json()["unknown_categories"] == [{"row": 1, "field": "color", "value": "purple"}]
-    # Scored like the model scores an unseen value: as sklearn does (handle_unknown=ignore).
+    # Scored like the model scores an unseen value: as sklearn does (the tree model's
+    # ordinal encoder: features.UNKNOWN_CATEGORY_CODE).
     frame = pd.DataFrame([row, {**row, "color": "purple"}])
     features = feature_frame(frame, mixed_model.schema)
     assert_parity(answer.json(), mixed_model.pipeline, features, mixed_model.tolerance)

@@ -44,3 +44,24 @@ def test_majority_is_chance_and_linear_learns(classes: list[str]) -> None:
 def test_majority_predicts_the_training_frequencies() -> None:
     proba = majority_proba(np.array(["a", "b", "b", "b"]), ["a", "b", "c"], 2)
     assert proba.tolist() == [[0.25, 0.75, 0.0], [0.25, 0.75, 0.0]]
+
+
+def test_train_rows_read_on_demand_give_the_same_baselines_and_are_freed() -> None:
+    """The train stage hands baseline_metrics a reader of the train rows: the same
+    figures as with the rows themselves, and the rows are freed once they are inputs."""
+    import gc
+    import weakref
+
+    classes = ["no", "yes"]
+    test = _frame(200, 1, classes)
+    read: list[weakref.ref] = []
+
+    def reader() -> pd.DataFrame:
+        rows = _frame(400, 0, classes)
+        read.append(weakref.ref(rows))
+        return rows
+
+    lazy = baseline_metrics(reader, test, _schema(classes))
+    gc.collect()
+    assert read and read[0]() is None
+    assert lazy == baseline_metrics(_frame(400, 0, classes), test, _schema(classes))

@@ -21,6 +21,7 @@ from mlops_template.data import (
     load_builtin_with_sklearn,
     load_source,
     normalise_columns,
+    read_parquet,
     read_table,
     stratified_split,
 )
@@ -136,3 +137,28 @@ def test_split_keeps_a_rare_class_in_both_parts() -> None:
     frame = pd.DataFrame({"x": range(42), "y": ["a"] * 40 + ["b"] * 2})
     train, test = stratified_split(frame, "y", SplitParams(test_size=0.1, seed=0))
     assert set(train["y"]) == set(test["y"]) == {"a", "b"}
+
+
+def test_read_parquet_gives_pandas_frame_column_by_column(tmp_path: Path) -> None:
+    """The lean reader (one column at a time) returns what pd.read_parquet returns: dtypes,
+    missing values, categoricals, time zones, the index, several row groups."""
+    frame = pd.DataFrame(
+        {
+            "x": [1.0, np.nan, 3.0, 4.0],
+            "s": ["a", None, "c", "a"],
+            "i": [1, 2, 3, 4],
+            "b": [True, False, True, False],
+            "c": pd.Categorical(["u", "v", None, "u"]),
+            "t": pd.to_datetime(["2024-01-01", None, "2024-01-03", "2024-01-04"]).tz_localize(
+                "UTC"
+            ),
+            "n": pd.array([1, None, 3, 4], dtype="Int64"),
+        },
+        index=pd.Index([5, 6, 7, 8], name="row"),
+    )
+    frame.to_parquet(tmp_path / "indexed.parquet")
+    frame.reset_index().to_parquet(tmp_path / "groups.parquet", index=False, row_group_size=3)
+    for name in ("indexed.parquet", "groups.parquet"):
+        got = read_parquet(tmp_path / name)
+        pd.testing.assert_frame_equal(got, pd.read_parquet(tmp_path / name))
+    pd.testing.assert_frame_equal(read_parquet(tmp_path / "indexed.parquet"), frame)

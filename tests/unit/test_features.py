@@ -10,8 +10,10 @@ from tests.conftest import mixed_dataset
 from mlops_template.config import DataParams
 from mlops_template.features import (
     MISSING_CATEGORY,
+    UNKNOWN_CATEGORY_CODE,
     build_preprocessor,
     categorical_features,
+    category_text,
     feature_frame,
     feature_names,
     numeric_features,
@@ -97,3 +99,46 @@ def test_preprocessor_for_numeric_only_schema(breast_cancer: pd.DataFrame) -> No
     schema = infer_schema(breast_cancer, DataParams())
     pre = build_preprocessor(schema).fit(feature_frame(breast_cancer, schema))
     assert pre.transform(feature_frame(breast_cancer, schema)).shape == (569, 30)
+
+
+def test_ordinal_preprocessor_codes_categories_and_marks_unknown_ones(
+    frame: pd.DataFrame, schema: dict
+) -> None:
+    """Tree models (user_model.ordinal_categories): one column of codes per categorical
+    feature, in sorted order of the training values; a missing value is imputed (the most
+    frequent value's code), an unseen one is UNKNOWN_CATEGORY_CODE."""
+    pre = build_preprocessor(schema, scale=False, ordinal=True).fit(feature_frame(frame, schema))
+    names = list(pre.get_feature_names_out())
+    assert names == ["numeric__x1", "numeric__x2", "categorical__color", "categorical__size"]
+    levels = sorted(frame["color"].dropna().unique())
+    most_frequent = frame["color"].value_counts().idxmax()
+    new = frame.head(3).assign(color=["purple", None, levels[1]])
+    encoded = pre.transform(feature_frame(new, schema))
+    assert encoded.shape == (3, 4)
+    assert encoded[:, 2].tolist() == [
+        UNKNOWN_CATEGORY_CODE,
+        levels.index(most_frequent),
+        1,
+    ]
+
+
+def test_sparse_one_hot_holds_the_dense_values(schema: dict) -> None:
+    """The linear baseline's one-hot columns as a sparse matrix: the same numbers (stored
+    sparse when most of the matrix is zeros, as with many levels)."""
+    many = mixed_dataset(rows=200).assign(color=[f"c{i % 40}" for i in range(200)])
+    wide = infer_schema(many, DATA)
+    features = feature_frame(many, wide)
+    dense = build_preprocessor(wide).fit_transform(features)
+    sparse = build_preprocessor(wide, sparse=True).fit_transform(features)
+    assert hasattr(sparse, "toarray") and not hasattr(dense, "toarray")
+    np.testing.assert_array_equal(sparse.toarray(), dense)
+
+
+def test_category_text_is_str_of_each_value_one_object_per_value() -> None:
+    values = pd.Series([1, "a", None, 1.0, -0.0, 0.0, "a", np.nan], dtype=object)
+    text = category_text(values)
+    expected = ["1", "a", MISSING_CATEGORY, "1.0", "-0.0", "0.0", "a", MISSING_CATEGORY]
+    assert text.dtype == object and text.tolist() == expected
+    assert text[1] is text[6]  # the rows of one value share its string
+    arrow = category_text(pd.Series(["b", None, "b"], dtype="str"))
+    assert arrow.tolist() == ["b", MISSING_CATEGORY, "b"] and arrow[0] is arrow[2]

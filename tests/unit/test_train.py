@@ -16,12 +16,14 @@ from tests.conftest import mixed_dataset
 
 from mlops_template.config import DataParams, SplitParams, TrainParams
 from mlops_template.data import stratified_split
-from mlops_template.features import feature_frame
+from mlops_template.features import feature_frame, target_labels
 from mlops_template.train import (
     FIXED_ZIP_TIME,
     ModelError,
     build_estimator,
+    build_pipeline,
     check_parity,
+    fit_in_steps,
     fit_pipeline,
     load_skops,
     missing_value_probes,
@@ -191,3 +193,47 @@ def test_train_info_records_hashes_and_parity(binary: tuple) -> None:
     assert info["model"] == "logistic_regression" and info["train_rows"] == len(train)
     assert info["hyperparameters"]["C"] == 1.0
     assert info["parity"]["label_mismatches"] == 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fit_in_steps_is_pipeline_fit_and_drops_its_input(model: str, mixed: tuple) -> None:
+    """The train stage's step-by-step fit makes the same model, byte for byte, and keeps
+    no reference to the input table it was handed."""
+    import gc
+    import weakref
+
+    train, _, schema = mixed
+    labels = target_labels(train, schema)
+    whole = build_pipeline(schema, fast_params(model)).fit(feature_frame(train, schema), labels)
+    made: list[weakref.ref] = []
+
+    def features() -> pd.DataFrame:
+        table = feature_frame(train, schema)
+        made.append(weakref.ref(table))
+        return table
+
+    stepwise = fit_in_steps(build_pipeline(schema, fast_params(model)), features, labels)
+    gc.collect()
+    assert made and made[0]() is None
+    assert skops_bytes(stepwise) == skops_bytes(whole)
+    assert to_onnx(stepwise, schema) == to_onnx(whole, schema)
+
+
+@pytest.mark.parametrize("model", ["random_forest", "hist_gradient_boosting"])
+def test_tree_models_take_category_codes_and_onnx_scores_unseen_values_alike(
+    model: str, mixed: tuple
+) -> None:
+    """Tree models get one column of codes per categorical (user_model.ordinal_categories),
+    linear ones one-hot columns; ONNX scores a value unseen in training (serving accepts
+    it, serve.unknown_categories) and a missing one as sklearn does."""
+    train, test, schema = mixed
+    pipeline = fit_pipeline(train, schema, fast_params(model))
+    inputs = pipeline.named_steps["preprocess"].get_feature_names_out()
+    assert len(inputs) == len(schema["features"])
+    linear = fit_pipeline(train, schema, fast_params("logistic_regression"))
+    assert len(linear.named_steps["preprocess"].get_feature_names_out()) > len(inputs)
+    rows = test.head(40).copy()
+    rows.loc[rows.index[:20], "color"] = "never-seen"
+    rows.loc[rows.index[20:30], "size"] = None
+    parity = check_parity(pipeline, to_onnx(pipeline, schema), rows, schema, tolerance=1e-4)
+    assert parity.passed and parity.rows == 40, parity

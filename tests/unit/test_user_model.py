@@ -403,3 +403,18 @@ def test_the_model_card_names_the_estimator_and_feature_steps() -> None:
         SimpleNamespace(train_info={"model": "random_forest"}, params={}, model_sha256={})
     )
     assert not any("Estimator" in line or "Feature step" in line for line in default)
+
+
+@pytest.mark.parametrize(
+    ("model", "ordinal"),
+    [
+        ("logistic_regression", False),
+        ("ridge", False),
+        ("random_forest", True),
+        ("hist_gradient_boosting", True),
+        ("lightgbm", True),
+        ("xgboost", True),
+    ],
+)
+def test_tree_models_get_category_codes_and_linear_ones_one_hot(model: str, ordinal: bool) -> None:
+    assert user_model.ordinal_categories(TrainParams(model=model)) is ordinal

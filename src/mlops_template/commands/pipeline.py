@@ -60,8 +60,8 @@ def ingest() -> None:
 
 def validate() -> None:
     """Check the raw data against the contract; write data/schema.json and the report."""
-    import pandas as pd
 
+    from mlops_template.data import read_parquet
     from mlops_template.validate import (
         check_data,
         failure_message,
@@ -75,7 +75,7 @@ def validate() -> None:
     # A failed run must not leave the previous data's schema behind for `split` to use.
     remove(paths.SCHEMA, paths.VALIDATION_REPORT_JSON, paths.VALIDATION_REPORT_MD)
     with user_errors():
-        frame = pd.read_parquet(paths.RAW_DATA)
+        frame = read_parquet(paths.RAW_DATA)
     if p.data.target in frame.columns:
         task, reason = infer_task(frame[p.data.target].dropna(), p.data, p.validation)
         logger.info("task: %s (%s)", task, reason)
@@ -96,49 +96,58 @@ def validate() -> None:
 
 def split() -> None:
     """Seeded train/test split into data/split/ (stratified for classification)."""
-    import pandas as pd
 
-    from mlops_template.data import stratified_split
+    from mlops_template.data import held_out_rows, read_parquet, split_part
 
     p = params()
     remove(paths.TRAIN_DATA, paths.TEST_DATA)
     with user_errors():
-        frame = pd.read_parquet(paths.RAW_DATA)
+        frame = read_parquet(paths.RAW_DATA)
         schema = read_json(paths.SCHEMA)  # validation passed on this data
     # classification: stratified; regression: a seeded share of the rows
     task = "regression" if schema.get("task") == "regression" else "classification"
-    train, test = stratified_split(frame, p.data.target, p.split, task)
-    for part, path in ((train, paths.TRAIN_DATA), (test, paths.TEST_DATA)):
+    # stratified_split's two parts, made and written one at a time (peak memory)
+    is_test = held_out_rows(frame, p.data.target, p.split, task)
+    for rows, path in ((~is_test, paths.TRAIN_DATA), (is_test, paths.TEST_DATA)):
         with atomic_path(path) as tmp:
-            part.to_parquet(tmp, index=False)
-    logger.info("split: %d train rows, %d test rows (seed %d)", len(train), len(test), p.split.seed)
+            split_part(frame, rows).to_parquet(tmp, index=False)
+    logger.info(
+        "split: %d train rows, %d test rows (seed %d)",
+        int((~is_test).sum()),
+        int(is_test.sum()),
+        p.split.seed,
+    )
 
 
 def train() -> None:
     """Fit the model chosen in params, save skops + ONNX, and check their parity; then fit
     the gate's reference models on the same rows (eval/baseline.json, see gate.baseline)."""
-    import pandas as pd
 
     from mlops_template import train as t
+    from mlops_template.data import read_parquet
     from mlops_template.features import feature_frame, target_labels
 
     p = params()
     remove(paths.MODEL_SKOPS, paths.MODEL_ONNX, paths.TRAIN_INFO, paths.BASELINE)
     with user_errors():
         schema = read_json(paths.SCHEMA)
-        train_frame = pd.read_parquet(paths.TRAIN_DATA)
+        train_frame = read_parquet(paths.TRAIN_DATA)
         paths.TEST_DATA.stat()  # fail now, not after training, if it is missing
     started = time.perf_counter()
-    features, labels = feature_frame(train_frame, schema), target_labels(train_frame, schema)
-    train_rows = len(train_frame)
-    del train_frame  # peak memory: only the model inputs stay; test rows are read later
+    labels, train_rows = target_labels(train_frame, schema), len(train_frame)
+    # peak memory: the rows are dropped once they are model inputs, and those once the
+    # preprocessor has transformed them (t.fit_in_steps); test rows are read later
+    frames = [train_frame]
+    del train_frame
     with model_errors():
-        pipeline = t.build_pipeline(schema, p.train).fit(features, labels)
-    del features, labels
+        pipeline = t.fit_in_steps(
+            t.build_pipeline(schema, p.train), lambda: feature_frame(frames.pop(), schema), labels
+        )
+    del labels
     logger.info(
         "trained %s on %d rows (%.2fs)", p.train.model, train_rows, time.perf_counter() - started
     )
-    test_frame = pd.read_parquet(paths.TEST_DATA)
+    test_frame = read_parquet(paths.TEST_DATA)
     with model_errors():
         onnx_model = t.to_onnx(pipeline, schema)
     # Serving accepts a null in any feature: the ONNX graph must impute each like sklearn.
@@ -211,8 +220,8 @@ def evaluate() -> None:
     Scores the ONNX model (the served artifact, proven equal to the sklearn model by the
     train stage), so this stage imports neither scikit-learn nor skops.
     """
-    import pandas as pd
 
+    from mlops_template.data import read_parquet
     from mlops_template.evaluate import evaluate_model, evaluate_regression
 
     p = params()
@@ -220,7 +229,7 @@ def evaluate() -> None:
     with user_errors():
         schema = read_json(paths.SCHEMA)
         onnx_model = paths.MODEL_ONNX.read_bytes()
-        test = pd.read_parquet(paths.TEST_DATA)
+        test = read_parquet(paths.TEST_DATA)
     options = (p.evaluate.importance_repeats, p.evaluate.seed, p.evaluate.importance_max_rows)
     if schema.get("task") == "regression":
         with user_errors():
@@ -238,14 +247,14 @@ def evaluate() -> None:
 def write_baseline(seed: int, schema: dict) -> None:
     """Fit the gate's reference models (majority class, a default linear model) on the
     train rows and score them on the test rows -> eval/baseline.json."""
-    import pandas as pd
 
     from mlops_template.baseline import baseline_metrics
+    from mlops_template.data import read_parquet
 
-    train_frame = pd.read_parquet(paths.TRAIN_DATA)
-    test = pd.read_parquet(paths.TEST_DATA)
+    test = read_parquet(paths.TEST_DATA)
     started = time.perf_counter()
-    result = baseline_metrics(train_frame, test, schema, seed)
+    # the train rows are read by baseline_metrics, which frees them once they are inputs
+    result = baseline_metrics(lambda: read_parquet(paths.TRAIN_DATA), test, schema, seed)
     write_json(paths.BASELINE, result)
     shown = (
         ("rmse", "r2") if schema.get("task") == "regression" else ("roc_auc", "balanced_accuracy")
