@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,29 +219,43 @@ def restore_outputs(
     rebuild: bool = False,
     optional: list[str] | None = None,
     timeout: float = REPRO_TIMEOUT_SECONDS,
+    accept: Callable[[Path], str | None] | None = None,
 ) -> str:
     """Make TARGETS (files of TREE, a temporary worktree of ROOT) present without running
     anything when possible: in git already, else `dvc checkout` from ROOT's cache, else
     `dvc pull` from the DVC remote (ROOT's remotes and credentials), else, with REBUILD,
     `dvc repro` with TREE's code (the run-cache restores what was built before). OPTIONAL
-    files are fetched along when they can be, and never required. Returns where TARGETS
+    files are fetched along when they can be, and never required. ACCEPT(TREE) judges the
+    files a source gave (None: they will do; else why not): files it refuses count as not
+    found there, so the next source is tried. That matters when the commit's dvc.lock is
+    stale (params committed without it): the cache then holds the lock's old outputs, and
+    only a rebuild gives the outputs of the commit's code and params. Returns where TARGETS
     came from: "git", "cache", "remote" or "rebuilt"; raises OutputsUnavailable naming
-    the files still missing and why."""
+    the files still missing (or refused) and why."""
 
     def absent(files: list[str]) -> list[str]:
         return [t for t in files if not (tree / t).is_file()]
 
+    def refused() -> str | None:
+        return None if accept is None else accept(tree)
+
+    tries: dict[str, str] = {}
     missing = absent(targets)
     if not missing:
-        return "git"
+        if (why := refused()) is None:
+            return "git"
+        tries["git"] = why
+        missing = list(targets)
     share_dvc_config(tree, root)
-    tries: dict[str, str] = {}
     for source, command in (("cache", "checkout"), ("remote", "pull")):
         wanted = missing + absent(optional or [])
         result = dvc_in_worktree(tree, command, *wanted, timeout=timeout)
+        if not absent(missing):
+            if (why := refused()) is None:
+                return source
+            tries[command] = why
+            continue
         missing = absent(missing)
-        if not missing:
-            return source
         tries[command] = dvc_said(result.stdout + result.stderr)
     if rebuild:
         logger.info("rebuilding %s with `dvc repro` in a temporary worktree", ", ".join(missing))
@@ -252,8 +266,11 @@ def restore_outputs(
             raise OutputsUnavailable(missing, tries) from None
         missing = absent(missing)
         if result.returncode == 0 and not missing:
-            return "rebuilt"
-        tries["repro"] = dvc_said(result.stdout + result.stderr, 8)
+            if (why := refused()) is None:
+                return "rebuilt"
+            tries["repro"] = why
+        else:
+            tries["repro"] = dvc_said(result.stdout + result.stderr, 8)
     raise OutputsUnavailable(missing, tries)
 
 

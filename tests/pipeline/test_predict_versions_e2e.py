@@ -243,3 +243,43 @@ def test_a_version_whose_commit_has_no_pipeline_is_exit_2(
         done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_commit_whose_dvc_lock_is_stale_is_rebuilt_to_the_registered_model(
+    registry: dict[str, Any], copy: Path
+) -> None:
+    """params.yaml committed without its dvc.lock (the lock still records v2.0.0's
+    outputs), the version registered with the model built from those params (as the
+    deploy job does after `make run`): the cache gives the lock's old model, which is
+    refused; --rebuild reproduces the commit's params (the run-cache has them) and that
+    model, the registered one, is accepted."""
+    edit_params(copy, **{"train.random_forest.n_estimators": 3, "train.random_forest.max_depth": 3})
+    run(["dvc", "repro", "--quiet"], copy)
+    onnx = (copy / "models/model.onnx").read_bytes()
+    schema = (copy / "data/schema.json").read_text()
+    run(["git", "add", "params.yaml"], copy)
+    run(["git", "commit", "-qm", "params only: dvc.lock not committed"], copy)
+    sha = hashlib.sha256(onnx).hexdigest()
+    message = registration_message("model", "v3.0.0", {}, {"model.onnx": sha}, None)
+    run(["git", "tag", "-a", "model@v3.0.0", "-m", message], copy)
+    run(["git", "checkout", "--quiet", "dvc.lock"], copy)
+    run(["dvc", "checkout", "--quiet"], copy)  # the workspace back on v2.0.0's model
+    assert (copy / "models/model.onnx").read_bytes() == registry["models"]["v2.0.0"][0]
+    output = copy.parent / "v3.csv"
+
+    refused = predict(copy, registry["csv"], output, "--version", "v3.0.0")
+    assert refused.returncode == 2, refused.stderr
+    assert "v3.0.0: the models/model.onnx found at" in refused.stderr
+    assert f"not the {sha[:12]}... its registration recorded" in refused.stderr
+    assert "rerun with --rebuild" in refused.stderr
+    assert not output.exists()
+
+    done = predict(copy, registry["csv"], output, "--version", "v3.0.0", "--rebuild")
+    assert done.returncode == 0, done.stderr
+    assert "restored from a rebuild (dvc repro)" in done.stderr
+    registry = registry | {"models": registry["models"] | {"v3.0.0": (onnx, schema)}}
+    got = pd.read_csv(output, dtype={"prediction": str})
+    labels, proba = expected(registry, "v3.0.0")
+    assert got["prediction"].tolist() == labels.tolist()
+    probabilities = got[[c for c in got.columns if c.startswith("probability:")]].to_numpy()
+    np.testing.assert_allclose(probabilities, proba, rtol=0, atol=1e-6)

@@ -472,9 +472,10 @@ class World:
 
 # act's host executor now and then loses every output line of a step that fails within
 # milliseconds (seen twice in ~40 full runs: the step's `::error` text missing, the
-# failure line present): such a run is repeated once. A step that fails printing nothing
-# fails the same way again, so a real failure is still reported.
-LOST_OUTPUT_RETRIES = 1
+# failure line present; on a machine loaded by other jobs, twice in one run and once
+# twice in a row): such a run is repeated, at most twice. A step that fails printing
+# nothing fails the same way again, so a real failure is still reported.
+LOST_OUTPUT_RETRIES = 2
 _STEP_RUN = re.compile(r"⭐ Run (Main|Pre|Post) (.+)$")
 _STEP_FAILED = re.compile(r"❌  Failure - (Main|Pre|Post) (.+) \[[^]]+\]$")
 # act's own lines about steps; anything else in a step's span is its output (`| text`,

@@ -79,6 +79,29 @@ def _workspace_has(root: Path, registered: Registered) -> bool:
         return False
 
 
+def _not_registered(
+    registered: Registered, tree: Path, rebuild: bool, tries: dict[str, str]
+) -> str:
+    """Why the files found for a version were refused: its ONNX is not the registered one."""
+    actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
+    found = "rebuilt" if "repro" in tries else "found"
+    advice = (
+        " (its training is not bit-reproducible: fetch the registered files with `dvc pull` "
+        "instead)"
+        if "repro" in tries
+        else " (the commit's dvc.lock may record older outputs than the registered ones, "
+        "e.g. params committed without dvc.lock: rerun with --rebuild to rebuild them at "
+        "its commit)"
+        if not rebuild
+        else ""
+    )
+    return (
+        f"{registered.info.version}: the {paths.MODEL_ONNX} {found} at "
+        f"{registered.info.commit[:8]} has sha256 {actual[:12]}..., not the "
+        f"{registered.onnx_sha256[:12]}... its registration recorded{advice}"
+    )
+
+
 @contextlib.contextmanager
 def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator[Path]:
     """A directory holding the version's model files: the workspace when its model is the
@@ -115,9 +138,20 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
         targets = [str(p) for p in VERSION_FILES]
         locked = locked_outputs(tree)
         optional = [str(p) for p in OPTIONAL_VERSION_FILES if str(p) in locked]
+
+        def refusal(tree: Path) -> str | None:
+            actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
+            if actual == registered.onnx_sha256:
+                return None
+            return f"{paths.MODEL_ONNX} has sha256 {actual[:12]}..."
+
         try:
-            source = restore_outputs(tree, root, targets, rebuild=rebuild, optional=optional)
+            source = restore_outputs(
+                tree, root, targets, rebuild=rebuild, optional=optional, accept=refusal
+            )
         except OutputsUnavailable as exc:
+            if all((tree / t).is_file() for t in targets):  # found, but not the registered
+                raise BatchError(_not_registered(registered, tree, rebuild, exc.tries)) from None
             what = ", ".join(exc.missing)
             rebuilt = f"; `dvc repro` failed: {exc.tries['repro']}" if "repro" in exc.tries else ""
             advice = "" if rebuild else ", or rerun with --rebuild to rebuild them at its commit"
@@ -130,18 +164,6 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
                 f"built{advice}"
             ) from None
         actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
-        if actual != registered.onnx_sha256:
-            raise BatchError(
-                f"{version}: the {paths.MODEL_ONNX} {'rebuilt' if source == 'rebuilt' else 'found'}"
-                f" at {registered.info.commit[:8]} has sha256 {actual[:12]}..., not the "
-                f"{registered.onnx_sha256[:12]}... its registration recorded"
-                + (
-                    " (its training is not bit-reproducible: fetch the registered files "
-                    "with `dvc pull` instead)"
-                    if source == "rebuilt"
-                    else ""
-                )
-            )
         logger.info(
             "%s: %s restored from %s (sha256 %s... as registered)",
             version,
