@@ -135,13 +135,16 @@ def train() -> None:
         paths.TEST_DATA.stat()  # fail now, not after training, if it is missing
     started = time.perf_counter()
     labels, train_rows = target_labels(train_frame, schema), len(train_frame)
+    dtype = t.numeric_dtype(p.train)  # float32 for the tree-boosting models
     # peak memory: the rows are dropped once they are model inputs, and those once the
     # preprocessor has transformed them (t.fit_in_steps); test rows are read later
     frames = [train_frame]
     del train_frame
     with model_errors():
         pipeline = t.fit_in_steps(
-            t.build_pipeline(schema, p.train), lambda: feature_frame(frames.pop(), schema), labels
+            t.build_pipeline(schema, p.train),
+            lambda: feature_frame(frames.pop(), schema, dtype),
+            labels,
         )
     del labels
     logger.info(
