@@ -99,15 +99,20 @@ def baseline_metrics(
     scored by metrics.compute_regression_metrics.
 
     `train`: the train rows, or a function that reads them: the rows are then freed once
-    they are model inputs (peak memory of the train stage)."""
+    they are model inputs (peak memory of the train stage). The result records how many
+    train rows the baselines were fitted on (`train_rows`: the train stage passes a
+    sample of at most train.baseline_max_rows)."""
     rows = [train() if callable(train) else train]
     y_train = target_labels(rows[0], schema)
 
     def features() -> pd.DataFrame:
         return feature_frame(rows.pop(), schema)
 
+    train_rows = len(y_train)
     if is_regression(schema):
-        return regression_baseline_metrics(features, y_train, test, schema, seed)
+        return {"train_rows": train_rows} | regression_baseline_metrics(
+            features, y_train, test, schema, seed
+        )
     classes = [str(c) for c in schema["classes"]]
     y_test = target_labels(test, schema)
     probas = {
@@ -115,6 +120,7 @@ def baseline_metrics(
         "linear": linear_proba(features, y_train, test, schema, seed),
     }
     return {
+        "train_rows": train_rows,
         "test_rows": len(test),
         "test_hash": frame_hash(test),
         "models": {
