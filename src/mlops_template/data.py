@@ -161,6 +161,14 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return table.to_pandas(self_destruct=True, split_blocks=True)
 
 
+def release_arrow_memory() -> None:
+    """Hand the memory Arrow's pool keeps after a conversion (read_parquet) back to the
+    OS: the train stage calls it between phases (1e6 rows: ~40-80 MB of its peak)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def read_parquet_sample(path: Path, max_rows: int | None, seed: int) -> pd.DataFrame:
     """At most `max_rows` rows of a Parquet file (None: all), a seeded sample in file
     order, read one column at a time and taken before the conversion to pandas: the whole

@@ -418,6 +418,12 @@ def onnx_predict_values(session: Any, features: pd.DataFrame, schema: dict[str, 
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
+# The parity checks and the baselines score test rows this many at a time: their model
+# inputs and sklearn's intermediate arrays stay small (1e6 synthetic rows: the 250k test
+# rows at once cost ~80 MB of the train stage's peak, issue 11).
+SCORE_CHUNK_ROWS = 50_000
+
+
 @dataclass(frozen=True)
 class ValueParity:
     """sklearn vs ONNX predicted values: |d| <= tolerance * max(1, |y_sklearn|) per row."""
@@ -441,21 +447,21 @@ def check_value_parity(
     tolerance: float,
 ) -> ValueParity:
     """A regressor's predictions, sklearn vs ONNX, on the same rows (sklearn's numeric
-    input in the dtype the pipeline was trained on, model_numeric_dtype)."""
-    features = feature_frame(frame, schema, model_numeric_dtype(pipeline))
-    if not len(features):
-        return ValueParity(0, 0, 0.0, 0.0, tolerance)
-    onnx_values = onnx_predict_values(onnx_session(onnx_model), features, schema)
-    sk_values = np.asarray(pipeline.predict(features), dtype=np.float64).reshape(-1)
-    diff = np.abs(onnx_values - sk_values)
-    scaled = diff / np.maximum(1.0, np.abs(sk_values))
-    return ValueParity(
-        len(features),
-        int(np.sum(~(scaled <= tolerance))),  # NaN counts as a mismatch
-        float(np.max(diff)),
-        float(np.max(scaled)),
-        tolerance,
-    )
+    input in the dtype the pipeline was trained on, model_numeric_dtype), scored
+    SCORE_CHUNK_ROWS rows at a time."""
+    session = onnx_session(onnx_model) if len(frame) else None
+    dtype = model_numeric_dtype(pipeline)
+    mismatches, max_diff, max_scaled = 0, 0.0, 0.0
+    for start in range(0, len(frame), SCORE_CHUNK_ROWS):
+        features = feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, dtype)
+        onnx_values = onnx_predict_values(session, features, schema)
+        sk_values = np.asarray(pipeline.predict(features), dtype=np.float64).reshape(-1)
+        diff = np.abs(onnx_values - sk_values)
+        scaled = diff / np.maximum(1.0, np.abs(sk_values))
+        mismatches += int(np.sum(~(scaled <= tolerance)))  # NaN counts as a mismatch
+        max_diff = float(np.maximum(max_diff, np.max(diff)))
+        max_scaled = float(np.maximum(max_scaled, np.max(scaled)))
+    return ValueParity(len(frame), mismatches, max_diff, max_scaled, tolerance)
 
 
 @dataclass(frozen=True)
@@ -483,18 +489,22 @@ def check_parity(
 ) -> Parity:
     """sklearn vs ONNX on the same rows: labels must match (except on ties within the
     tolerance), probabilities within the tolerance. sklearn's numeric input is in the
-    dtype the pipeline was trained on (model_numeric_dtype); ONNX takes float32."""
-    features = feature_frame(frame, schema, model_numeric_dtype(pipeline))
-    onnx_labels, onnx_proba = onnx_predict(onnx_session(onnx_model), features, schema)
-    sk_labels = np.asarray(pipeline.predict(features)).astype(str)
-    sk_proba = pipeline.predict_proba(features)
-    if not len(features):
-        return Parity(0, 0, 0.0, tolerance)
-    diff = float(np.max(np.abs(onnx_proba - sk_proba)))
-    top_two = np.sort(sk_proba, axis=1)[:, -2:]
-    tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
-    mismatch = onnx_labels != sk_labels
-    return Parity(len(features), int(np.sum(mismatch & ~tie)), diff, tolerance, int(tie.sum()))
+    dtype the pipeline was trained on (model_numeric_dtype); ONNX takes float32. Scored
+    SCORE_CHUNK_ROWS rows at a time (peak memory: 250k test rows of 20 features)."""
+    session = onnx_session(onnx_model) if len(frame) else None
+    dtype = model_numeric_dtype(pipeline)
+    mismatches, ties, max_diff = 0, 0, 0.0
+    for start in range(0, len(frame), SCORE_CHUNK_ROWS):
+        features = feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, dtype)
+        onnx_labels, onnx_proba = onnx_predict(session, features, schema)
+        sk_labels = np.asarray(pipeline.predict(features)).astype(str)
+        sk_proba = pipeline.predict_proba(features)
+        max_diff = max(max_diff, float(np.max(np.abs(onnx_proba - sk_proba))))
+        top_two = np.sort(sk_proba, axis=1)[:, -2:]
+        tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
+        mismatches += int(np.sum((onnx_labels != sk_labels) & ~tie))
+        ties += int(tie.sum())
+    return Parity(len(frame), mismatches, max_diff, tolerance, ties)
 
 
 # Rows of the test set re-scored with missing values by `missing_value_probes`.

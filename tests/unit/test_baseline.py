@@ -115,3 +115,13 @@ def test_the_train_stage_fits_the_baselines_on_at_most_baseline_max_rows(
     rows = len(read_parquet(paths.TRAIN_DATA))
     assert rows > 100
     assert read_json(paths.BASELINE)["train_rows"] == (rows if limit is None else limit)
+
+
+def test_baselines_scored_in_chunks_give_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlops_template.train as t
+
+    classes = ["a", "b", "c"]
+    train, test = _frame(400, 0, classes), _frame(200, 1, classes)
+    whole = baseline_metrics(train, test, _schema(classes))
+    monkeypatch.setattr(t, "SCORE_CHUNK_ROWS", 7)
+    assert baseline_metrics(train, test, _schema(classes)) == whole

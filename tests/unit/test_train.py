@@ -302,3 +302,24 @@ def test_lightgbm_thresholds_round_down_to_float32() -> None:
     for t in [*pairs.mean(axis=1), *values.astype(np.float64), 0.1, -0.1]:
         down = np.float32(float32_threshold(t))
         assert np.array_equal(values.astype(np.float64) <= t, values <= down), t
+
+
+def test_parity_scored_in_chunks_gives_the_whole_frames_figures(
+    mixed: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.SCORE_CHUNK_ROWS: the parity check scores the rows in parts (peak memory);
+    counts and maxima over the parts are those of one pass."""
+    import mlops_template.train as t
+
+    train, test, schema = mixed
+    pipeline = fit_pipeline(train, schema, fast_params("hist_gradient_boosting"))
+    onnx_model = to_onnx(pipeline, schema)
+    rows = pd.concat([test, missing_value_probes(test, schema)])
+    whole = check_parity(pipeline, onnx_model, rows, schema, 1e-3)
+    monkeypatch.setattr(t, "SCORE_CHUNK_ROWS", 7)
+    assert check_parity(pipeline, onnx_model, rows, schema, 1e-3) == whole
+    strict = check_parity(pipeline, onnx_model, rows, schema, 1e-9)
+    monkeypatch.setattr(t, "SCORE_CHUNK_ROWS", 50_000)
+    assert check_parity(pipeline, onnx_model, rows, schema, 1e-9) == strict
+    assert whole.rows == len(rows) and strict.max_probability_difference > 0
+    assert check_parity(pipeline, onnx_model, rows.iloc[:0], schema, 1e-3).rows == 0

@@ -124,7 +124,7 @@ def train() -> None:
     the gate's reference models on the same rows (eval/baseline.json, see gate.baseline)."""
 
     from mlops_template import train as t
-    from mlops_template.data import read_parquet
+    from mlops_template.data import read_parquet, release_arrow_memory
     from mlops_template.features import feature_frame, target_labels
 
     p = params()
@@ -140,6 +140,7 @@ def train() -> None:
     # preprocessor has transformed them (t.fit_in_steps); test rows are read later
     frames = [train_frame]
     del train_frame
+    release_arrow_memory()
     with model_errors():
         pipeline = t.fit_in_steps(
             t.build_pipeline(schema, p.train),
@@ -151,6 +152,7 @@ def train() -> None:
         "trained %s on %d rows (%.2fs)", p.train.model, train_rows, time.perf_counter() - started
     )
     test_frame = read_parquet(paths.TEST_DATA)
+    release_arrow_memory()
     with model_errors():
         onnx_model = t.to_onnx(pipeline, schema)
     # Serving accepts a null in any feature: the ONNX graph must impute each like sklearn.
@@ -210,6 +212,7 @@ def train() -> None:
         paths.MODEL_ONNX,
     )
     del pipeline, test_frame
+    release_arrow_memory()
     # The baselines are fitted here rather than in a stage of their own: a sixth process
     # would pay interpreter, pandas and scikit-learn start-up again (the cold `make run`
     # ratio went from 1.96x to 2.2x); refitting them on a hyperparameter change costs a
