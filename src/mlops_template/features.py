@@ -47,6 +47,32 @@ def feature_frame(
     return pd.DataFrame(out, index=frame.index)[feature_names(schema)]
 
 
+def take_feature_frame(
+    frame: pd.DataFrame, schema: dict[str, Any], numeric_dtype: Any = np.float64
+) -> pd.DataFrame:
+    """feature_frame(frame, schema, numeric_dtype), built by removing each source column
+    from `frame` as it is converted (`frame` is left without columns): a frame read with
+    split blocks (data.read_parquet) gives each column's memory back before the next is
+    converted, so the raw rows and the model inputs are never both whole in memory (the
+    train stage's fit, 1e6 rows: issue 11)."""
+    missing = [c for c in feature_names(schema) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"missing feature column(s): {missing}")
+    numeric = set(numeric_features(schema))
+    index = frame.index
+    out = {}
+    for name in feature_names(schema):
+        column = frame.pop(name)
+        if name in numeric:
+            out[name] = pd.to_numeric(column, errors="coerce").astype(numeric_dtype)
+        else:
+            out[name] = category_text(column)
+        del column
+    for name in list(frame.columns):
+        del frame[name]
+    return pd.DataFrame(out, index=index, copy=False)
+
+
 def category_text(values: pd.Series) -> pd.Series:
     """A categorical column as Python strings (object dtype), missing as MISSING_CATEGORY.
 

@@ -125,7 +125,7 @@ def train() -> None:
 
     from mlops_template import train as t
     from mlops_template.data import read_parquet, release_arrow_memory
-    from mlops_template.features import feature_frame, target_labels
+    from mlops_template.features import take_feature_frame, target_labels
 
     p = params()
     remove(paths.MODEL_SKOPS, paths.MODEL_ONNX, paths.TRAIN_INFO, paths.BASELINE)
@@ -144,7 +144,7 @@ def train() -> None:
     with model_errors():
         pipeline = t.fit_in_steps(
             t.build_pipeline(schema, p.train),
-            lambda: feature_frame(frames.pop(), schema, dtype),
+            lambda: take_feature_frame(frames.pop(), schema, dtype),
             labels,
         )
     del labels
