@@ -18,7 +18,7 @@ was scored on other rows than the comparison's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,15 @@ SIGNIFICANT_DIGITS = 12
 def _stable(value: Any) -> Any:
     number = json_number(value)
     return float(f"{number:.{SIGNIFICANT_DIGITS}g}") if isinstance(number, float) else number
+
+
+def scoring_parts(test: pd.DataFrame, schema: dict[str, Any]) -> Iterator[pd.DataFrame]:
+    """The test rows' model inputs, train.SCORE_CHUNK_ROWS rows at a time (at least one,
+    possibly empty, part)."""
+    from mlops_template.train import SCORE_CHUNK_ROWS
+
+    for start in range(0, max(len(test), 1), SCORE_CHUNK_ROWS):
+        yield feature_frame(test.iloc[start : start + SCORE_CHUNK_ROWS], schema)
 
 
 def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> np.ndarray:
@@ -83,7 +92,7 @@ def linear_proba(
         ]
     )
     fit_in_steps(pipeline, features, labels)
-    proba = pipeline.predict_proba(feature_frame(test, schema))
+    proba = np.concatenate([pipeline.predict_proba(part) for part in scoring_parts(test, schema)])
     fitted = [str(c) for c in pipeline.classes_]
     return proba[:, [fitted.index(str(c)) for c in schema["classes"]]]
 
@@ -99,15 +108,20 @@ def baseline_metrics(
     scored by metrics.compute_regression_metrics.
 
     `train`: the train rows, or a function that reads them: the rows are then freed once
-    they are model inputs (peak memory of the train stage)."""
+    they are model inputs (peak memory of the train stage). The result records how many
+    train rows the baselines were fitted on (`train_rows`: the train stage passes a
+    sample of at most train.baseline_max_rows)."""
     rows = [train() if callable(train) else train]
     y_train = target_labels(rows[0], schema)
 
     def features() -> pd.DataFrame:
         return feature_frame(rows.pop(), schema)
 
+    train_rows = len(y_train)
     if is_regression(schema):
-        return regression_baseline_metrics(features, y_train, test, schema, seed)
+        return {"train_rows": train_rows} | regression_baseline_metrics(
+            features, y_train, test, schema, seed
+        )
     classes = [str(c) for c in schema["classes"]]
     y_test = target_labels(test, schema)
     probas = {
@@ -115,6 +129,7 @@ def baseline_metrics(
         "linear": linear_proba(features, y_train, test, schema, seed),
     }
     return {
+        "train_rows": train_rows,
         "test_rows": len(test),
         "test_hash": frame_hash(test),
         "models": {
@@ -151,7 +166,12 @@ def linear_values(
         ]
     )
     fit_in_steps(pipeline, features, labels)
-    return np.asarray(pipeline.predict(feature_frame(test, schema)), dtype=np.float64)
+    return np.concatenate(
+        [
+            np.asarray(pipeline.predict(part), dtype=np.float64)
+            for part in scoring_parts(test, schema)
+        ]
+    )
 
 
 def regression_baseline_metrics(

@@ -28,17 +28,49 @@ def feature_names(schema: dict[str, Any]) -> list[str]:
     return [f["name"] for f in schema["features"]]
 
 
-def feature_frame(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
-    """The model's input table: schema columns in schema order, with canonical dtypes."""
+def feature_frame(
+    frame: pd.DataFrame, schema: dict[str, Any], numeric_dtype: Any = np.float64
+) -> pd.DataFrame:
+    """The model's input table: schema columns in schema order, with canonical dtypes.
+
+    `numeric_dtype`: the numeric columns' dtype, float64 or float32 (the tree models'
+    input, user_model.float32_input: the values the ONNX model, which computes in float32,
+    compares with its thresholds)."""
     missing = [c for c in feature_names(schema) if c not in frame.columns]
     if missing:
         raise KeyError(f"missing feature column(s): {missing}")
     out = {}
     for name in numeric_features(schema):
-        out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        out[name] = pd.to_numeric(frame[name], errors="coerce").astype(numeric_dtype)
     for name in categorical_features(schema):
         out[name] = category_text(frame[name])
     return pd.DataFrame(out, index=frame.index)[feature_names(schema)]
+
+
+def take_feature_frame(
+    frame: pd.DataFrame, schema: dict[str, Any], numeric_dtype: Any = np.float64
+) -> pd.DataFrame:
+    """feature_frame(frame, schema, numeric_dtype), built by removing each source column
+    from `frame` as it is converted (`frame` is left without columns): a frame read with
+    split blocks (data.read_parquet) gives each column's memory back before the next is
+    converted, so the raw rows and the model inputs are never both whole in memory (the
+    train stage's fit, 1e6 rows: issue 11)."""
+    missing = [c for c in feature_names(schema) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"missing feature column(s): {missing}")
+    numeric = set(numeric_features(schema))
+    index = frame.index
+    out = {}
+    for name in feature_names(schema):
+        column = frame.pop(name)
+        if name in numeric:
+            out[name] = pd.to_numeric(column, errors="coerce").astype(numeric_dtype)
+        else:
+            out[name] = category_text(column)
+        del column
+    for name in list(frame.columns):
+        del frame[name]
+    return pd.DataFrame(out, index=index, copy=False)
 
 
 def category_text(values: pd.Series) -> pd.Series:
@@ -88,6 +120,7 @@ def build_preprocessor(
     derived: Sequence[str] = (),
     ordinal: bool = False,
     sparse: bool = False,
+    float32: bool = False,
 ) -> Any:
     """numeric: median impute (+ standard scaling when `scale`); categorical: most-frequent
     impute + one-hot that ignores categories unseen in training (serving must not fail on
@@ -108,6 +141,10 @@ def build_preprocessor(
     on different sides after two differently rounded scalings: parity failures of several
     percent in probability. Unscaled, both sides compare the same float32-rounded value
     with the same float32-rounded threshold.
+
+    `float32` (user_model.float32_input): the model's input matrix in float32, the
+    `ordinal` codes included (the numeric columns arrive in float32 from
+    feature_frame(numeric_dtype=float32) and the imputer keeps their dtype).
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -127,7 +164,9 @@ def build_preprocessor(
             (
                 "ordinal",
                 OrdinalEncoder(
-                    handle_unknown="use_encoded_value", unknown_value=UNKNOWN_CATEGORY_CODE
+                    handle_unknown="use_encoded_value",
+                    unknown_value=UNKNOWN_CATEGORY_CODE,
+                    dtype=np.float32 if float32 else np.float64,
                 ),
             )
             if ordinal

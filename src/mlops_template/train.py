@@ -107,6 +107,7 @@ def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
         scale=user_model.scale_numeric(params),
         derived=derived,
         ordinal=user_model.ordinal_categories(params),
+        float32=numeric_dtype(params) == np.float32,
     )
     # a fork's one-argument build_estimator keeps working for classification
     if is_regression(schema):
@@ -118,7 +119,19 @@ def build_pipeline(schema: dict[str, Any], params: TrainParams) -> Any:
             )
     else:
         estimator = user_model.build_estimator(params)
-    return Pipeline([*steps, ("preprocess", preprocess), ("model", estimator)])
+    pipeline = Pipeline([*steps, ("preprocess", preprocess), ("model", estimator)])
+    if numeric_dtype(params) == np.float32:
+        # recorded for whoever scores it with sklearn (model_numeric_dtype); skops keeps it
+        pipeline.numeric_dtype_ = "float32"
+    return pipeline
+
+
+def model_numeric_dtype(pipeline: Any) -> Any:
+    """The numeric dtype a pipeline of build_pipeline takes: float32 when it was built for
+    float32 input (user_model.float32_input; recorded as `numeric_dtype_`), else float64.
+    Fed float64, a model trained on float32 values can score differently (a value between
+    a threshold and its float32 rounding)."""
+    return np.float32 if getattr(pipeline, "numeric_dtype_", None) == "float32" else np.float64
 
 
 def _is_regressor(estimator: Any) -> bool:
@@ -127,9 +140,19 @@ def _is_regressor(estimator: Any) -> bool:
     return bool(is_regressor(estimator))
 
 
+def numeric_dtype(params: TrainParams) -> Any:
+    """The model's numeric input dtype: float32 when user_model.float32_input says so (a
+    fork's user_model without that switch: float64). Pass it to feature_frame for the
+    rows the pipeline is fitted on (build_pipeline records it on the pipeline)."""
+    from mlops_template import user_model
+
+    switch = getattr(user_model, "float32_input", None)
+    return np.float32 if switch is not None and switch(params) else np.float64
+
+
 def fit_pipeline(train: pd.DataFrame, schema: dict[str, Any], params: TrainParams) -> Any:
     pipeline = build_pipeline(schema, params)
-    pipeline.fit(feature_frame(train, schema), target_labels(train, schema))
+    pipeline.fit(feature_frame(train, schema, numeric_dtype(params)), target_labels(train, schema))
     return pipeline
 
 
@@ -192,6 +215,53 @@ def to_onnx(pipeline: Any, schema: dict[str, Any]) -> bytes:
 CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
 
 
+def float32_threshold(threshold: float) -> float:
+    """The largest float32 <= `threshold`: for a float32 x, `x <= threshold` (LightGBM's
+    double comparison) holds exactly when `x <= float32_threshold(threshold)` (the ONNX
+    tree ensemble's float32 one). Rounding to the nearest float32 instead, as onnxmltools
+    does, moves a threshold that lies halfway between two float32 values (a midpoint of
+    two float32 training values often does) up onto the upper one: a row with exactly
+    that value then goes left in ONNX and right in LightGBM (sklearn:wine, 6e-3)."""
+    rounded = np.float32(threshold)
+    if float(rounded) > threshold:
+        rounded = np.nextafter(rounded, np.float32(-np.inf))
+    return float(rounded)
+
+
+def _round_thresholds_down(node: dict[str, Any]) -> None:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if "split_feature" not in current:
+            continue
+        threshold = current.get("threshold")
+        if current.get("decision_type") == "<=" and isinstance(threshold, (int, float)):
+            current["threshold"] = float32_threshold(float(threshold))
+        stack += [current["left_child"], current["right_child"]]
+
+
+def convert_lightgbm_float32(scope: Any, operator: Any, container: Any) -> None:
+    """onnxmltools' LightGBM converter, with each numeric threshold rounded down to
+    float32 (float32_threshold) instead of to the nearest float32: the ONNX model takes
+    float32 inputs, and LightGBM is trained on float32 values (user_model.float32_input),
+    so both compare the same values the same way."""
+    from onnxmltools.convert.lightgbm.operator_converters import LightGbm
+
+    original = LightGbm.dump_booster_model
+
+    def dump(*args: Any, **kwargs: Any) -> Any:
+        model, info = original(*args, **kwargs)
+        for tree in model.get("tree_info", []):
+            _round_thresholds_down(tree["tree_structure"])
+        return model, info
+
+    LightGbm.dump_booster_model = dump
+    try:
+        LightGbm.convert_lightgbm(scope, operator, container)
+    finally:
+        LightGbm.dump_booster_model = original
+
+
 def register_boosting_converters(pipeline: Any = None) -> list[str]:
     """Teach skl2onnx LightGBM's and XGBoost's estimators, with onnxmltools' converters
     (trees become ai.onnx.ml TreeEnsemble nodes). Only for the libraries the pipeline's
@@ -207,13 +277,12 @@ def register_boosting_converters(pipeline: Any = None) -> list[str]:
     registered: list[str] = []
     if pipeline is None or module.startswith("lightgbm"):
         from lightgbm import LGBMClassifier, LGBMRegressor
-        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 
         update_registered_converter(
             LGBMClassifier,
             "LightGbmLGBMClassifier",
             calculate_linear_classifier_output_shapes,
-            convert_lightgbm,
+            convert_lightgbm_float32,
             options=CLASSIFIER_OPTIONS,
         )
         # skl2onnx's docs ("Convert a pipeline with a LightGBM regressor"): the ONNX tree
@@ -226,7 +295,7 @@ def register_boosting_converters(pipeline: Any = None) -> list[str]:
             LGBMRegressor,
             "LightGbmLGBMRegressor",
             calculate_linear_regressor_output_shapes,
-            convert_lightgbm,
+            convert_lightgbm_float32,
         )
         registered += ["LGBMClassifier", "LGBMRegressor"]
     if pipeline is None or module.startswith(("xgboost", "mlops_template.boosting")):
@@ -349,6 +418,12 @@ def onnx_predict_values(session: Any, features: pd.DataFrame, schema: dict[str, 
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
+# The parity checks and the baselines score test rows this many at a time: their model
+# inputs and sklearn's intermediate arrays stay small (1e6 synthetic rows: the 250k test
+# rows at once cost ~80 MB of the train stage's peak, issue 11).
+SCORE_CHUNK_ROWS = 50_000
+
+
 @dataclass(frozen=True)
 class ValueParity:
     """sklearn vs ONNX predicted values: |d| <= tolerance * max(1, |y_sklearn|) per row."""
@@ -365,23 +440,28 @@ class ValueParity:
 
 
 def check_value_parity(
-    pipeline: Any, onnx_model: bytes, frame: pd.DataFrame, schema: dict[str, Any], tolerance: float
+    pipeline: Any,
+    onnx_model: bytes,
+    frame: pd.DataFrame,
+    schema: dict[str, Any],
+    tolerance: float,
 ) -> ValueParity:
-    """A regressor's predictions, sklearn vs ONNX, on the same rows."""
-    features = feature_frame(frame, schema)
-    if not len(features):
-        return ValueParity(0, 0, 0.0, 0.0, tolerance)
-    onnx_values = onnx_predict_values(onnx_session(onnx_model), features, schema)
-    sk_values = np.asarray(pipeline.predict(features), dtype=np.float64).reshape(-1)
-    diff = np.abs(onnx_values - sk_values)
-    scaled = diff / np.maximum(1.0, np.abs(sk_values))
-    return ValueParity(
-        len(features),
-        int(np.sum(~(scaled <= tolerance))),  # NaN counts as a mismatch
-        float(np.max(diff)),
-        float(np.max(scaled)),
-        tolerance,
-    )
+    """A regressor's predictions, sklearn vs ONNX, on the same rows (sklearn's numeric
+    input in the dtype the pipeline was trained on, model_numeric_dtype), scored
+    SCORE_CHUNK_ROWS rows at a time."""
+    session = onnx_session(onnx_model) if len(frame) else None
+    dtype = model_numeric_dtype(pipeline)
+    mismatches, max_diff, max_scaled = 0, 0.0, 0.0
+    for start in range(0, len(frame), SCORE_CHUNK_ROWS):
+        features = feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, dtype)
+        onnx_values = onnx_predict_values(session, features, schema)
+        sk_values = np.asarray(pipeline.predict(features), dtype=np.float64).reshape(-1)
+        diff = np.abs(onnx_values - sk_values)
+        scaled = diff / np.maximum(1.0, np.abs(sk_values))
+        mismatches += int(np.sum(~(scaled <= tolerance)))  # NaN counts as a mismatch
+        max_diff = float(np.maximum(max_diff, np.max(diff)))
+        max_scaled = float(np.maximum(max_scaled, np.max(scaled)))
+    return ValueParity(len(frame), mismatches, max_diff, max_scaled, tolerance)
 
 
 @dataclass(frozen=True)
@@ -401,21 +481,30 @@ class Parity:
 
 
 def check_parity(
-    pipeline: Any, onnx_model: bytes, frame: pd.DataFrame, schema: dict[str, Any], tolerance: float
+    pipeline: Any,
+    onnx_model: bytes,
+    frame: pd.DataFrame,
+    schema: dict[str, Any],
+    tolerance: float,
 ) -> Parity:
     """sklearn vs ONNX on the same rows: labels must match (except on ties within the
-    tolerance), probabilities within the tolerance."""
-    features = feature_frame(frame, schema)
-    onnx_labels, onnx_proba = onnx_predict(onnx_session(onnx_model), features, schema)
-    sk_labels = np.asarray(pipeline.predict(features)).astype(str)
-    sk_proba = pipeline.predict_proba(features)
-    if not len(features):
-        return Parity(0, 0, 0.0, tolerance)
-    diff = float(np.max(np.abs(onnx_proba - sk_proba)))
-    top_two = np.sort(sk_proba, axis=1)[:, -2:]
-    tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
-    mismatch = onnx_labels != sk_labels
-    return Parity(len(features), int(np.sum(mismatch & ~tie)), diff, tolerance, int(tie.sum()))
+    tolerance), probabilities within the tolerance. sklearn's numeric input is in the
+    dtype the pipeline was trained on (model_numeric_dtype); ONNX takes float32. Scored
+    SCORE_CHUNK_ROWS rows at a time (peak memory: 250k test rows of 20 features)."""
+    session = onnx_session(onnx_model) if len(frame) else None
+    dtype = model_numeric_dtype(pipeline)
+    mismatches, ties, max_diff = 0, 0, 0.0
+    for start in range(0, len(frame), SCORE_CHUNK_ROWS):
+        features = feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, dtype)
+        onnx_labels, onnx_proba = onnx_predict(session, features, schema)
+        sk_labels = np.asarray(pipeline.predict(features)).astype(str)
+        sk_proba = pipeline.predict_proba(features)
+        max_diff = max(max_diff, float(np.max(np.abs(onnx_proba - sk_proba))))
+        top_two = np.sort(sk_proba, axis=1)[:, -2:]
+        tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
+        mismatches += int(np.sum((onnx_labels != sk_labels) & ~tie))
+        ties += int(tie.sum())
+    return Parity(len(frame), mismatches, max_diff, tolerance, ties)
 
 
 # Rows of the test set re-scored with missing values by `missing_value_probes`.

@@ -148,3 +148,17 @@ def test_train_ridge_alpha_reaches_the_regressor(dataset: tuple) -> None:
     assert build_pipeline(schema, params).named_steps["model"].alpha == 7.5
     with pytest.raises(ValueError, match="alpha"):
         TrainParams.model_validate({"model": "ridge", "ridge": {"alpha": 0}})
+
+
+def test_value_parity_scored_in_chunks_gives_the_whole_frames_figures(
+    dataset: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlops_template.train as t
+
+    train, test, schema = dataset
+    pipeline = fit_pipeline(train, schema, fast_params("hist_gradient_boosting"))
+    onnx_model = to_onnx(pipeline, schema)
+    whole = check_value_parity(pipeline, onnx_model, test, schema, 1e-9)
+    monkeypatch.setattr(t, "SCORE_CHUNK_ROWS", 7)
+    assert check_value_parity(pipeline, onnx_model, test, schema, 1e-9) == whole
+    assert whole.rows == len(test) and whole.max_abs_difference > 0

@@ -74,6 +74,8 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("train.xgboost.max_bin", 1, "at least 2"),
     ("train.xgboost.class_weight", "balanced", "unknown key"),
     ("train.onnx_value_tolerance", 0, "greater than 0"),
+    ("train.baseline_max_rows", 0, "greater than 0"),
+    ("train.baseline_max_rows", 1.5, "integer"),
     ("train.random_forest.n_estimator", 100, "did you mean 'n_estimators'"),  # typo
     ("trian", {"model": "random_forest"}, "did you mean 'train'"),  # typo of a section
     ("train.seed", -1, "at least 0"),

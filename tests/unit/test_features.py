@@ -142,3 +142,18 @@ def test_category_text_is_str_of_each_value_one_object_per_value() -> None:
     assert text[1] is text[6]  # the rows of one value share its string
     arrow = category_text(pd.Series(["b", None, "b"], dtype="str"))
     assert arrow.tolist() == ["b", MISSING_CATEGORY, "b"] and arrow[0] is arrow[2]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_take_feature_frame_is_feature_frame_and_empties_the_source(
+    frame: pd.DataFrame, schema: dict, dtype: type
+) -> None:
+    from mlops_template.features import take_feature_frame
+
+    source = frame.sample(frac=1, axis=1, random_state=0).copy()
+    expected = feature_frame(source, schema, dtype)
+    taken = take_feature_frame(source, schema, dtype)
+    pd.testing.assert_frame_equal(taken, expected)
+    assert list(source.columns) == [] and len(source) == len(frame)
+    with pytest.raises(KeyError, match="x2"):
+        take_feature_frame(frame.drop(columns="x2"), schema)

@@ -27,6 +27,8 @@ from mlops_template.train import (
     fit_pipeline,
     load_skops,
     missing_value_probes,
+    model_numeric_dtype,
+    numeric_dtype,
     onnx_classes,
     onnx_predict,
     onnx_session,
@@ -237,3 +239,87 @@ def test_tree_models_take_category_codes_and_onnx_scores_unseen_values_alike(
     rows.loc[rows.index[20:30], "size"] = None
     parity = check_parity(pipeline, to_onnx(pipeline, schema), rows, schema, tolerance=1e-4)
     assert parity.passed and parity.rows == 40, parity
+
+
+@pytest.mark.parametrize("model", ["hist_gradient_boosting", "lightgbm", "xgboost"])
+def test_tree_models_train_on_float32_values_so_onnx_agrees_next_to_a_threshold(
+    model: str, tmp_path: Path
+) -> None:
+    """x = 1 (label no) and x = 1 + 2**-30 (yes) differ in float64 and are the same float32:
+    trained on float64, LightGBM and HGB learn a threshold between them that the ONNX
+    model (float32 inputs and thresholds) cannot tell apart: every "yes" row flipped
+    (issue 11: LightGBM failed the parity check at 1e6 synthetic rows). Trained on the
+    float32 values (user_model.float32_input), sklearn and ONNX agree."""
+    rng = np.random.default_rng(0)
+    rows = 200
+    frame = pd.DataFrame(
+        {
+            "x": np.r_[np.full(rows, 1.0), np.full(rows, 1.0 + 2.0**-30), rng.uniform(2, 3, rows)],
+            "c": rng.choice(["u", "v"], 3 * rows),
+            "label": ["no"] * rows + ["yes"] * rows + list(rng.choice(["no", "yes"], rows)),
+        }
+    )
+    schema = {
+        "target": "label",
+        "task": "classification",
+        "classes": ["no", "yes"],
+        "features": [{"name": "x", "kind": "numeric"}, {"name": "c", "kind": "categorical"}],
+    }
+    params = TrainParams.model_validate({"model": model, "seed": 0})
+    assert numeric_dtype(params) == np.float32
+    pipeline = fit_pipeline(frame, schema, params)
+    inputs = pipeline.named_steps["preprocess"].transform(feature_frame(frame, schema, np.float32))
+    assert inputs.dtype == np.float32  # ordinal codes too
+    # the parity check feeds sklearn the dtype the pipeline records, also after skops
+    (tmp_path / "model.skops").write_bytes(skops_bytes(pipeline))
+    loaded = load_skops(tmp_path / "model.skops")
+    assert model_numeric_dtype(loaded) == np.float32
+    parity = check_parity(loaded, to_onnx(pipeline, schema), frame, schema, 1e-3)
+    assert parity.passed and parity.rows == 3 * rows, parity
+
+
+def test_linear_and_forest_models_keep_float64_input() -> None:
+    for model in ("logistic_regression", "random_forest"):
+        params = fast_params(model)
+        assert numeric_dtype(params) == np.float64
+        assert model_numeric_dtype(build_pipeline({"features": []}, params)) == np.float64
+
+
+def test_lightgbm_thresholds_round_down_to_float32() -> None:
+    """LightGBM compares float32 training values with double thresholds (midpoints); the
+    ONNX graph holds float32 ones. Rounded down, x <= t and x <= float32_threshold(t) agree
+    for every float32 x, also for a threshold near the middle of two float32 values (sklearn:
+    wine's 13.71 and 13.73: nearest rounding gave float32(13.72), flipping a row of 13.72)."""
+    from mlops_template.train import float32_threshold
+
+    midpoint = 13.719999790191652  # LightGBM's threshold between them (its model dump)
+    assert float(np.float32(midpoint)) == float(np.float32(13.72)) > midpoint  # the bug
+    x = np.float32(13.72)
+    assert (float(x) <= midpoint) == (x <= np.float32(float32_threshold(midpoint)))
+    rng = np.random.default_rng(0)
+    values = rng.normal(scale=100, size=2000).astype(np.float32)
+    pairs = np.sort(rng.choice(values, (500, 2)), axis=1).astype(np.float64)
+    for t in [*pairs.mean(axis=1), *values.astype(np.float64), 0.1, -0.1]:
+        down = np.float32(float32_threshold(t))
+        assert np.array_equal(values.astype(np.float64) <= t, values <= down), t
+
+
+def test_parity_scored_in_chunks_gives_the_whole_frames_figures(
+    mixed: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.SCORE_CHUNK_ROWS: the parity check scores the rows in parts (peak memory);
+    counts and maxima over the parts are those of one pass."""
+    import mlops_template.train as t
+
+    train, test, schema = mixed
+    pipeline = fit_pipeline(train, schema, fast_params("hist_gradient_boosting"))
+    onnx_model = to_onnx(pipeline, schema)
+    rows = pd.concat([test, missing_value_probes(test, schema)])
+    whole = check_parity(pipeline, onnx_model, rows, schema, 1e-3)
+    monkeypatch.setattr(t, "SCORE_CHUNK_ROWS", 7)
+    assert check_parity(pipeline, onnx_model, rows, schema, 1e-3) == whole
+    strict = check_parity(pipeline, onnx_model, rows, schema, 1e-9)
+    monkeypatch.setattr(t, "SCORE_CHUNK_ROWS", 50_000)
+    assert check_parity(pipeline, onnx_model, rows, schema, 1e-9) == strict
+    assert whole.rows == len(rows) and strict.max_probability_difference > 0
+    assert check_parity(pipeline, onnx_model, rows.iloc[:0], schema, 1e-3).rows == 0

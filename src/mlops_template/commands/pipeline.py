@@ -124,8 +124,8 @@ def train() -> None:
     the gate's reference models on the same rows (eval/baseline.json, see gate.baseline)."""
 
     from mlops_template import train as t
-    from mlops_template.data import read_parquet
-    from mlops_template.features import feature_frame, target_labels
+    from mlops_template.data import read_parquet, release_arrow_memory
+    from mlops_template.features import take_feature_frame, target_labels
 
     p = params()
     remove(paths.MODEL_SKOPS, paths.MODEL_ONNX, paths.TRAIN_INFO, paths.BASELINE)
@@ -135,19 +135,24 @@ def train() -> None:
         paths.TEST_DATA.stat()  # fail now, not after training, if it is missing
     started = time.perf_counter()
     labels, train_rows = target_labels(train_frame, schema), len(train_frame)
+    dtype = t.numeric_dtype(p.train)  # float32 for the tree-boosting models
     # peak memory: the rows are dropped once they are model inputs, and those once the
     # preprocessor has transformed them (t.fit_in_steps); test rows are read later
     frames = [train_frame]
     del train_frame
+    release_arrow_memory()
     with model_errors():
         pipeline = t.fit_in_steps(
-            t.build_pipeline(schema, p.train), lambda: feature_frame(frames.pop(), schema), labels
+            t.build_pipeline(schema, p.train),
+            lambda: take_feature_frame(frames.pop(), schema, dtype),
+            labels,
         )
     del labels
     logger.info(
         "trained %s on %d rows (%.2fs)", p.train.model, train_rows, time.perf_counter() - started
     )
     test_frame = read_parquet(paths.TEST_DATA)
+    release_arrow_memory()
     with model_errors():
         onnx_model = t.to_onnx(pipeline, schema)
     # Serving accepts a null in any feature: the ONNX graph must impute each like sklearn.
@@ -207,11 +212,12 @@ def train() -> None:
         paths.MODEL_ONNX,
     )
     del pipeline, test_frame
+    release_arrow_memory()
     # The baselines are fitted here rather than in a stage of their own: a sixth process
     # would pay interpreter, pandas and scikit-learn start-up again (the cold `make run`
     # ratio went from 1.96x to 2.2x); refitting them on a hyperparameter change costs a
     # default logistic regression, a fraction of the model's own fit.
-    write_baseline(p.train.seed, schema)
+    write_baseline(p.train.seed, schema, p.train.baseline_max_rows)
 
 
 def evaluate() -> None:
@@ -244,17 +250,21 @@ def evaluate() -> None:
     logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
 
 
-def write_baseline(seed: int, schema: dict) -> None:
-    """Fit the gate's reference models (majority class, a default linear model) on the
-    train rows and score them on the test rows -> eval/baseline.json."""
+def write_baseline(seed: int, schema: dict, max_rows: int | None = None) -> None:
+    """Fit the gate's reference models (majority class, a default linear model) on a
+    seeded sample of at most `max_rows` train rows (train.baseline_max_rows; None: all)
+    and score them on the test rows -> eval/baseline.json."""
 
     from mlops_template.baseline import baseline_metrics
-    from mlops_template.data import read_parquet
+    from mlops_template.data import read_parquet, read_parquet_sample
 
     test = read_parquet(paths.TEST_DATA)
     started = time.perf_counter()
-    # the train rows are read by baseline_metrics, which frees them once they are inputs
-    result = baseline_metrics(lambda: read_parquet(paths.TRAIN_DATA), test, schema, seed)
+    # the train rows are read by baseline_metrics, which frees them once they are inputs;
+    # only the sampled rows are read
+    result = baseline_metrics(
+        lambda: read_parquet_sample(paths.TRAIN_DATA, max_rows, seed), test, schema, seed
+    )
     write_json(paths.BASELINE, result)
     shown = (
         ("rmse", "r2") if schema.get("task") == "regression" else ("roc_auc", "balanced_accuracy")
@@ -264,7 +274,11 @@ def write_baseline(seed: int, schema: dict) -> None:
         for name, m in result["models"].items()
     )
     logger.info(
-        "baselines on %d test rows (%.2fs): %s", len(test), time.perf_counter() - started, summary
+        "baselines fitted on %d train rows, scored on %d test rows (%.2fs): %s",
+        result["train_rows"],
+        len(test),
+        time.perf_counter() - started,
+        summary,
     )
 
 
