@@ -469,9 +469,7 @@ def load_model(
     started = time.perf_counter()
     model, info = verify_model(root)
     try:
-        session = onnx_session(model, threads=params.onnx_threads)
-        if not spinning and params.onnx_threads > 1:
-            session = _without_spinning(session, model)
+        session = onnx_session(model, threads=params.onnx_threads, spinning=spinning)
     except Exception as exc:
         raise ModelError(f"{root / paths.MODEL_ONNX}: onnxruntime cannot load it ({exc})") from None
     input_names = tuple(i.name for i in session.get_inputs())
@@ -511,15 +509,6 @@ def load_model(
         time.perf_counter() - started,
     )
     return loaded
-
-
-def _without_spinning(session: Any, model: bytes) -> Any:
-    """The same session (train.onnx_session's options), its pool threads not spinning."""
-    import onnxruntime as ort
-
-    options = session.get_session_options()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=session.get_providers())
 
 
 def _warm_up(model: LoadedModel, contract: Contract) -> None:

@@ -384,7 +384,10 @@ def onnx_classes(session: Any) -> list[str]:
     return [str(c) for c in json.loads(meta["classes"])]
 
 
-def onnx_session(model: bytes | Path, threads: int = 1) -> Any:
+def onnx_session(model: bytes | Path, threads: int = 1, spinning: bool = True) -> Any:
+    """An onnxruntime session on the CPU. `spinning=False`: the intra-op pool's threads
+    sleep between calls instead of spinning (batch scoring, whose own thread needs the
+    CPU meanwhile)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -392,6 +395,8 @@ def onnx_session(model: bytes | Path, threads: int = 1) -> Any:
     # throughput on small CPUs (see ../shared/reference/serving.md).
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = str(model) if isinstance(model, Path) else model
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
