@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -150,12 +151,23 @@ def read_parquet(path: Path) -> pd.DataFrame:
     columns: ~530 MB for a 190 MB frame). Column by column, each column's buffers are
     freed before the next is decoded, and the conversion to pandas releases the Arrow
     columns as it goes (self_destruct): ~1.4x (bench/pipeline.py)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    source = pq.ParquetFile(path)
+    return _read_columns(pq.ParquetFile(path))
+
+
+def _read_columns(source: Any, rows: Any = None) -> pd.DataFrame:
+    """A Parquet file's frame, read one column at a time (read_parquet), keeping only
+    `rows` (an Arrow array of row numbers; None: all) of each column before the next is
+    read, and converted to pandas releasing the Arrow columns as it goes."""
+    import pyarrow as pa
+
     schema = source.schema_arrow
-    columns = [source.read(columns=[name], use_threads=False).column(0) for name in schema.names]
+    columns = []
+    for name in schema.names:
+        column = source.read(columns=[name], use_threads=False).column(0)
+        columns.append(column if rows is None else column.take(rows))
+        del column
     table = pa.Table.from_arrays(columns, schema=schema)
     del columns
     return table.to_pandas(self_destruct=True, split_blocks=True)
@@ -179,15 +191,9 @@ def read_parquet_sample(path: Path, max_rows: int | None, seed: int) -> pd.DataF
     source = pq.ParquetFile(path)
     rows = source.metadata.num_rows
     if max_rows is None or rows <= max_rows:
-        return read_parquet(path)
+        return _read_columns(source)
     take = pa.array(np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False)))
-    schema = source.schema_arrow
-    columns = [
-        source.read(columns=[name], use_threads=False).column(0).take(take) for name in schema.names
-    ]
-    table = pa.Table.from_arrays(columns, schema=schema)
-    del columns
-    return table.to_pandas(self_destruct=True, split_blocks=True)
+    return _read_columns(source, take)
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -36,15 +36,26 @@ def feature_frame(
     `numeric_dtype`: the numeric columns' dtype, float64 or float32 (the tree models'
     input, user_model.float32_input: the values the ONNX model, which computes in float32,
     compares with its thresholds)."""
+    _check_columns(frame, schema)
+    numeric = set(numeric_features(schema))
+    out = {
+        name: _feature_column(frame[name], name in numeric, numeric_dtype)
+        for name in feature_names(schema)
+    }
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _check_columns(frame: pd.DataFrame, schema: dict[str, Any]) -> None:
     missing = [c for c in feature_names(schema) if c not in frame.columns]
     if missing:
         raise KeyError(f"missing feature column(s): {missing}")
-    out = {}
-    for name in numeric_features(schema):
-        out[name] = pd.to_numeric(frame[name], errors="coerce").astype(numeric_dtype)
-    for name in categorical_features(schema):
-        out[name] = category_text(frame[name])
-    return pd.DataFrame(out, index=frame.index)[feature_names(schema)]
+
+
+def _feature_column(values: pd.Series, numeric: bool, numeric_dtype: Any) -> pd.Series:
+    """One input column with its canonical dtype (feature_frame)."""
+    if numeric:
+        return pd.to_numeric(values, errors="coerce").astype(numeric_dtype)
+    return category_text(values)
 
 
 def take_feature_frame(
@@ -55,19 +66,12 @@ def take_feature_frame(
     split blocks (data.read_parquet) gives each column's memory back before the next is
     converted, so the raw rows and the model inputs are never both whole in memory (the
     train stage's fit, 1e6 rows: issue 11)."""
-    missing = [c for c in feature_names(schema) if c not in frame.columns]
-    if missing:
-        raise KeyError(f"missing feature column(s): {missing}")
+    _check_columns(frame, schema)
     numeric = set(numeric_features(schema))
     index = frame.index
     out = {}
     for name in feature_names(schema):
-        column = frame.pop(name)
-        if name in numeric:
-            out[name] = pd.to_numeric(column, errors="coerce").astype(numeric_dtype)
-        else:
-            out[name] = category_text(column)
-        del column
+        out[name] = _feature_column(frame.pop(name), name in numeric, numeric_dtype)
     for name in list(frame.columns):
         del frame[name]
     return pd.DataFrame(out, index=index, copy=False)
