@@ -197,11 +197,10 @@ def _alias(cls: type) -> str:
 
 
 def register_onnx_converters() -> None:
-    """Make skl2onnx convert the blocks (idempotent)."""
+    """Make skl2onnx convert the blocks (idempotent). Called by train.to_onnx, not on
+    import: skl2onnx and onnx take ~60 MB, which the train stage would otherwise hold
+    through the model's fit, its memory peak (issue 11)."""
     from skl2onnx import update_registered_converter
 
     for cls in BLOCKS:
         update_registered_converter(cls, _alias(cls), _shape, _convert, parser=_parse)
-
-
-register_onnx_converters()

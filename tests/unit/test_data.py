@@ -22,8 +22,11 @@ from mlops_template.data import (
     load_source,
     normalise_columns,
     read_parquet,
+    read_parquet_column,
     read_table,
+    split_part,
     stratified_split,
+    write_parquet_rows,
 )
 
 
@@ -162,3 +165,53 @@ def test_read_parquet_gives_pandas_frame_column_by_column(tmp_path: Path) -> Non
         got = read_parquet(tmp_path / name)
         pd.testing.assert_frame_equal(got, pd.read_parquet(tmp_path / name))
     pd.testing.assert_frame_equal(read_parquet(tmp_path / "indexed.parquet"), frame)
+
+
+def _typed_frame(rows: int) -> pd.DataFrame:
+    """Every kind of column a raw file can hold, with missing values."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=rows),
+            "s": rng.choice(["a", "bb", "ccc"], size=rows),
+            "i": rng.integers(0, 9, size=rows),
+            "b": pd.array(rng.random(rows) < 0.5, dtype="boolean"),
+            "c": pd.Categorical(rng.choice(["u", "v"], size=rows)),
+            "t": pd.date_range("2024-01-01", periods=rows, freq="h", tz="UTC"),
+            "n": pd.array(rng.integers(0, 5, size=rows), dtype="Int64"),
+        }
+    )
+    for name in frame.columns:
+        frame.loc[rng.random(rows) < 0.1, name] = None
+    return frame
+
+
+def test_write_parquet_rows_writes_the_pandas_split(tmp_path: Path) -> None:
+    """The split stage writes each part from the raw file without pandas: the frame of
+    taking the rows in pandas and writing them with to_parquet, and the same bytes but for
+    a pandas categorical column (Arrow writes its dictionary differently), so the stage's
+    outputs and the DVC hashes downstream did not change for the data the bench uses."""
+    raw, plain = tmp_path / "raw.parquet", tmp_path / "plain.parquet"
+    frame = _typed_frame(500)
+    frame.to_parquet(raw, index=False)  # as the ingest stage writes it
+    frame.drop(columns="c").to_parquet(plain, index=False)
+    rows = np.random.default_rng(4).random(500) < 0.25
+    arrow, pandas = tmp_path / "arrow.parquet", tmp_path / "pandas.parquet"
+    for part in (rows, ~rows, np.zeros(500, dtype=bool)):
+        for source in (raw, plain):
+            write_parquet_rows(source, part, arrow)
+            split_part(read_parquet(source), part).to_parquet(pandas, index=False)
+            pd.testing.assert_frame_equal(read_parquet(arrow), read_parquet(pandas))
+        assert len(read_parquet(arrow)) == part.sum()
+        assert arrow.read_bytes() == pandas.read_bytes()
+
+
+def test_read_parquet_column_is_read_parquets_column_and_names_a_missing_one(
+    tmp_path: Path,
+) -> None:
+    raw = tmp_path / "raw.parquet"
+    _typed_frame(50).to_parquet(raw, index=False)
+    for name in ("s", "i", "c", "n"):
+        pd.testing.assert_series_equal(read_parquet_column(raw, name), read_parquet(raw)[name])
+    with pytest.raises(KeyError, match=r"raw\.parquet: no column 'label'"):
+        read_parquet_column(raw, "label")

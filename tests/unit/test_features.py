@@ -14,6 +14,7 @@ from mlops_template.features import (
     build_preprocessor,
     categorical_features,
     category_text,
+    column_median,
     feature_frame,
     feature_names,
     numeric_features,
@@ -157,3 +158,40 @@ def test_take_feature_frame_is_feature_frame_and_empties_the_source(
     assert list(source.columns) == [] and len(source) == len(frame)
     with pytest.raises(KeyError, match="x2"):
         take_feature_frame(frame.drop(columns="x2"), schema)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 2, 999, 1000])
+def test_column_median_imputes_what_sklearns_median_imputes(dtype: type, rows: int) -> None:
+    """The numeric imputer's strategy (column by column, for memory) finds the medians
+    strategy="median" finds: odd and even counts, ties, a column with one value and an
+    empty one (dropped by both), in both input dtypes."""
+    import warnings
+
+    from sklearn.impute import SimpleImputer
+
+    rng = np.random.default_rng(rows)
+    values = rng.normal(size=(rows, 5)).astype(dtype)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 1] = np.round(values[:, 1])  # ties
+    values[1:, 2] = np.nan  # one value
+    values[:, 3] = np.nan  # none
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Skipping features without ..."
+        ours = SimpleImputer(strategy=column_median).fit(values)
+        sklearns = SimpleImputer(strategy="median").fit(values)
+        imputed, expected = ours.transform(values), sklearns.transform(values)
+    np.testing.assert_array_equal(ours.statistics_, sklearns.statistics_.astype(np.float64))
+    assert imputed.dtype == dtype and imputed.shape[1] <= 4  # column 3 dropped
+    np.testing.assert_array_equal(imputed, expected)
+
+
+def test_column_median_of_no_values_is_nan() -> None:
+    assert np.isnan(column_median(np.array([], dtype=np.float32)))
+    assert column_median(np.array([3.0, 1.0, 2.0, 10.0])) == 2.5
+
+
+def test_numeric_imputer_is_column_median() -> None:
+    schema = {"features": [{"name": "x", "kind": "numeric"}], "target": "y"}
+    imputer = build_preprocessor(schema).transformers[0][1].named_steps["impute"]
+    assert imputer.strategy is column_median

@@ -214,9 +214,21 @@ def test_fit_in_steps_is_pipeline_fit_and_drops_its_input(model: str, mixed: tup
         made.append(weakref.ref(table))
         return table
 
-    stepwise = fit_in_steps(build_pipeline(schema, fast_params(model)), features, labels)
+    released: list[int] = []
+
+    def release() -> None:
+        # the table `features` made is no longer referenced when release runs
+        gc.collect()
+        released.append(0 if made[0]() is None else 1)
+
+    stepwise = fit_in_steps(
+        build_pipeline(schema, fast_params(model)), features, labels, release=release
+    )
     gc.collect()
     assert made and made[0]() is None
+    # after the table is made (still the next step's input), then after each step
+    transformers = [s for _, s in stepwise.steps[:-1] if s not in (None, "passthrough")]
+    assert released == [1] + [0] * len(transformers)
     assert skops_bytes(stepwise) == skops_bytes(whole)
     assert to_onnx(stepwise, schema) == to_onnx(whole, schema)
 

@@ -418,3 +418,18 @@ def test_the_model_card_names_the_estimator_and_feature_steps() -> None:
 )
 def test_tree_models_get_category_codes_and_linear_ones_one_hot(model: str, ordinal: bool) -> None:
     assert user_model.ordinal_categories(TrainParams(model=model)) is ordinal
+
+
+def test_feature_blocks_do_not_load_skl2onnx_until_the_export() -> None:
+    """Importing the blocks (user_model does) leaves skl2onnx and onnx unloaded: the train
+    stage's fit, its memory peak, runs without them (~60 MB); train.to_onnx registers the
+    blocks' converters when it exports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import mlops_template.user_model, mlops_template.derived_features; "
+        "print(sorted(m for m in ('skl2onnx', 'onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,6 +23,9 @@ from mlops_template.files import (
     write_text,
 )
 from mlops_template.log import get_logger
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = get_logger("pipeline")
 
@@ -97,20 +101,21 @@ def validate() -> None:
 def split() -> None:
     """Seeded train/test split into data/split/ (stratified for classification)."""
 
-    from mlops_template.data import held_out_rows, read_parquet, split_part
+    from mlops_template.data import held_out_rows, read_parquet_column, write_parquet_rows
 
     p = params()
     remove(paths.TRAIN_DATA, paths.TEST_DATA)
     with user_errors():
-        frame = read_parquet(paths.RAW_DATA)
         schema = read_json(paths.SCHEMA)  # validation passed on this data
+        target = read_parquet_column(paths.RAW_DATA, p.data.target)
     # classification: stratified; regression: a seeded share of the rows
     task = "regression" if schema.get("task") == "regression" else "classification"
-    # stratified_split's two parts, made and written one at a time (peak memory)
-    is_test = held_out_rows(frame, p.data.target, p.split, task)
+    is_test = held_out_rows(target.to_frame(), p.data.target, p.split, task)
+    del target
+    # each part read and written on its own, without pandas (peak memory: one part)
     for rows, path in ((~is_test, paths.TRAIN_DATA), (is_test, paths.TEST_DATA)):
         with atomic_path(path) as tmp:
-            split_part(frame, rows).to_parquet(tmp, index=False)
+            write_parquet_rows(paths.RAW_DATA, rows, tmp)
     logger.info(
         "split: %d train rows, %d test rows (seed %d)",
         int((~is_test).sum()),
@@ -120,8 +125,8 @@ def split() -> None:
 
 
 def train() -> None:
-    """Fit the model chosen in params, save skops + ONNX, and check their parity; then fit
-    the gate's reference models on the same rows (eval/baseline.json, see gate.baseline)."""
+    """Fit the model chosen in params and the gate's reference models (eval/baseline.json,
+    see gate.baseline); save the model as skops + ONNX once their parity is checked."""
 
     from mlops_template import train as t
     from mlops_template.data import read_parquet, release_arrow_memory
@@ -146,12 +151,21 @@ def train() -> None:
             t.build_pipeline(schema, p.train),
             lambda: take_feature_frame(frames.pop(), schema, dtype),
             labels,
+            release=release_arrow_memory,
         )
     del labels
     logger.info(
         "trained %s on %d rows (%.2fs)", p.train.model, train_rows, time.perf_counter() - started
     )
     test_frame = read_parquet(paths.TEST_DATA)
+    release_arrow_memory()
+    # The baselines are fitted here rather than in a stage of their own: a sixth process
+    # would pay interpreter, pandas and scikit-learn start-up again (the cold `make run`
+    # ratio went from 1.96x to 2.2x); refitting them on a hyperparameter change costs a
+    # default logistic regression, a fraction of the model's own fit. Before the ONNX
+    # export: skl2onnx, onnx, onnxruntime and skops are not loaded yet (~150 MB, which
+    # would stack on the baselines' own fit; 1e6 rows: the stage's peak memory).
+    baselines = fit_baselines(p.train.seed, schema, test_frame, p.train.baseline_max_rows)
     release_arrow_memory()
     with model_errors():
         onnx_model = t.to_onnx(pipeline, schema)
@@ -204,6 +218,7 @@ def train() -> None:
         p.train, parity, skops_model, onnx_model, train_rows, missing_parity, pipeline
     )
     write_json(paths.TRAIN_INFO, info)
+    write_json(paths.BASELINE, baselines)
     logger.info(
         "ONNX parity ok (max |d%s| = %.1e); wrote %s and %s",
         "" if schema.get("task") == "regression" else "p",
@@ -211,13 +226,6 @@ def train() -> None:
         paths.MODEL_SKOPS,
         paths.MODEL_ONNX,
     )
-    del pipeline, test_frame
-    release_arrow_memory()
-    # The baselines are fitted here rather than in a stage of their own: a sixth process
-    # would pay interpreter, pandas and scikit-learn start-up again (the cold `make run`
-    # ratio went from 1.96x to 2.2x); refitting them on a hyperparameter change costs a
-    # default logistic regression, a fraction of the model's own fit.
-    write_baseline(p.train.seed, schema, p.train.baseline_max_rows)
 
 
 def evaluate() -> None:
@@ -250,22 +258,22 @@ def evaluate() -> None:
     logger.info("evaluated on %d test rows: %s", result["test_rows"], summary)
 
 
-def write_baseline(seed: int, schema: dict, max_rows: int | None = None) -> None:
+def fit_baselines(
+    seed: int, schema: dict, test: pd.DataFrame, max_rows: int | None = None
+) -> dict[str, Any]:
     """Fit the gate's reference models (majority class, a default linear model) on a
     seeded sample of at most `max_rows` train rows (train.baseline_max_rows; None: all)
-    and score them on the test rows -> eval/baseline.json."""
+    and score them on the `test` rows: the content of eval/baseline.json."""
 
     from mlops_template.baseline import baseline_metrics
-    from mlops_template.data import read_parquet, read_parquet_sample
+    from mlops_template.data import read_parquet_sample
 
-    test = read_parquet(paths.TEST_DATA)
     started = time.perf_counter()
     # the train rows are read by baseline_metrics, which frees them once they are inputs;
     # only the sampled rows are read
     result = baseline_metrics(
         lambda: read_parquet_sample(paths.TRAIN_DATA, max_rows, seed), test, schema, seed
     )
-    write_json(paths.BASELINE, result)
     shown = (
         ("rmse", "r2") if schema.get("task") == "regression" else ("roc_auc", "balanced_accuracy")
     )
@@ -280,6 +288,7 @@ def write_baseline(seed: int, schema: dict, max_rows: int | None = None) -> None
         time.perf_counter() - started,
         summary,
     )
+    return result
 
 
 def log_with_dvclive(result: dict) -> None:
