@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from tests.helpers import FIXTURE_PARAMS, run
 
-from mlops_template.commands.monitor import MonitorError, local_source, redact, sqlite_path
+from mlops_template.commands.monitor import (
+    MonitorError,
+    _dvc_tracked,
+    local_source,
+    redact,
+    sqlite_path,
+)
 
 LOGGED = 240  # rows written to the prediction log (above monitor.min_rows: a verdict)
 SECRET = "hunter2-not-for-logs"
@@ -95,6 +101,30 @@ def test_local_source_yields_the_file_a_sqlite_url_names(
         pass
     with pytest.raises(MonitorError, match="no prediction log"), local_source("sqlite:///logs"):
         pass  # a directory is not a log
+
+
+def test_only_a_missing_output_of_dvc_lock_counts_as_dvc_tracked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--current of a stage's output DVC can restore is checked out; a missing dependency
+    (the user's source file) is not DVC's to restore: "does not exist" is the message."""
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  ingest:\n    cmd: python -m mlops_template ingest\n"
+        "    deps:\n    - path: data/external/batch.csv\n      md5: 0\n"
+        "    outs:\n    - path: data/raw/dataset.parquet\n      md5: 1\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert _dvc_tracked(Path("data/raw/dataset.parquet"))
+    assert not _dvc_tracked(Path("data/external/batch.csv"))
+    assert not _dvc_tracked(Path("data/raw/other.parquet"))
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "dataset.parquet").write_bytes(b"")
+    assert not _dvc_tracked(Path("data/raw/dataset.parquet"))  # present: nothing to restore
+    with (
+        pytest.raises(MonitorError, match=r"--current 'data/external/batch\.csv' does not exist"),
+        local_source("data/external/batch.csv"),
+    ):
+        pass
 
 
 # --- the command -----------------------------------------------------------------------

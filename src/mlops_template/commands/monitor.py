@@ -204,10 +204,11 @@ def local_source(source: str) -> Iterator[Path]:
 
 
 def _dvc_tracked(path: Path) -> bool:
-    """An output of a stage in dvc.lock that is missing from the workspace."""
-    if path.exists() or not Path("dvc.lock").is_file():
-        return False
-    return f"path: {path.as_posix()}\n" in Path("dvc.lock").read_text()
+    """An output of a stage in dvc.lock that is missing from the workspace (a stage's
+    dependency is not: DVC cannot restore it)."""
+    from mlops_template.worktree import locked_outputs
+
+    return not path.exists() and path.as_posix() in locked_outputs(Path("."))
 
 
 def read_batch(path: Path) -> Any:
