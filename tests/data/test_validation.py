@@ -178,6 +178,21 @@ def test_split_refuses_data_that_did_not_pass_validation(tmp_path: Path) -> None
     assert not (project / "data/split").exists()
 
 
+def test_split_names_a_target_that_is_not_a_column_of_the_validated_data(
+    tmp_path: Path,
+) -> None:
+    """data.target changed after validation (split run on its own, not by `dvc repro`):
+    exit 2 naming the key, its value and the file."""
+    project = make_project(tmp_path / "project", good_frame())
+    cli(project, "ingest")
+    cli(project, "validate")
+    edit_params(project, **{"data.target": "churned"})
+    code, stderr = cli(project, "split", check=False)
+    assert code == 2, stderr
+    assert "data.target: 'churned' is not a column of data/raw/dataset.parquet" in stderr
+    assert not (project / "data/split/train.parquet").exists()
+
+
 def test_unreadable_source_fails_ingest_naming_the_file(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", good_frame())
     (project / SOURCE).unlink()

@@ -101,13 +101,24 @@ def validate() -> None:
 def split() -> None:
     """Seeded train/test split into data/split/ (stratified for classification)."""
 
-    from mlops_template.data import held_out_rows, read_parquet_column, write_parquet_rows
+    from mlops_template.data import (
+        DataError,
+        held_out_rows,
+        read_parquet_column,
+        write_parquet_rows,
+    )
 
     p = params()
     remove(paths.TRAIN_DATA, paths.TEST_DATA)
     with user_errors():
         schema = read_json(paths.SCHEMA)  # validation passed on this data
-        target = read_parquet_column(paths.RAW_DATA, p.data.target)
+        try:
+            target = read_parquet_column(paths.RAW_DATA, p.data.target)
+        except KeyError:
+            raise DataError(
+                f"data.target: {p.data.target!r} is not a column of {paths.RAW_DATA} "
+                "(run the validate stage, or `dvc repro`, after changing it)"
+            ) from None
     # classification: stratified; regression: a seeded share of the rows
     task = "regression" if schema.get("task") == "regression" else "classification"
     is_test = held_out_rows(target.to_frame(), p.data.target, p.split, task)
