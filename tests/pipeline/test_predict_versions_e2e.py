@@ -131,18 +131,25 @@ def check_scored_with(registry: dict[str, Any], output: Path, version: str) -> N
     assert len(logged) == ROWS
 
 
+def scored(registry: dict[str, Any], project: Path, output: Path, version: str, *args: str) -> str:
+    """`predict ARGS` in PROJECT succeeds and writes VERSION's predictions to OUTPUT
+    (check_scored_with); its log."""
+    done = predict(project, registry["csv"], output, *args)
+    assert done.returncode == 0, done.stderr
+    check_scored_with(registry, output, version)
+    return done.stderr
+
+
 def test_version_scores_with_its_model_from_the_cache_and_leaves_the_workspace_alone(
     registry: dict[str, Any],
 ) -> None:
     project = registry["project"]
     before = snapshot(project)
     output = registry["root"] / "v1.csv"
-    done = predict(project, registry["csv"], output, "--version", "v1.0.0")
-    assert done.returncode == 0, done.stderr
-    check_scored_with(registry, output, "v1.0.0")
-    assert "v1.0.0 (model@v1.0.0, commit" in done.stderr
-    assert "restored from the DVC cache" in done.stderr
-    assert f"{ROWS} rows scored of {ROWS} with model v1.0.0" in done.stderr
+    log = scored(registry, project, output, "v1.0.0", "--version", "v1.0.0")
+    assert "v1.0.0 (model@v1.0.0, commit" in log
+    assert "restored from the DVC cache" in log
+    assert f"{ROWS} rows scored of {ROWS} with model v1.0.0" in log
     assert snapshot(project) == before  # nothing checked out, built or left behind
     assert not any((project / ".dvc/tmp/worktrees").iterdir())
 
@@ -151,21 +158,17 @@ def test_stage_prod_scores_with_the_older_prod_version(registry: dict[str, Any])
     project = registry["project"]
     before = snapshot(project)
     output = registry["root"] / "prod.csv"
-    done = predict(project, registry["csv"], output, "--stage", "prod")
-    assert done.returncode == 0, done.stderr
-    check_scored_with(registry, output, "v1.0.0")
-    assert "with model v1.0.0" in done.stderr
+    log = scored(registry, project, output, "v1.0.0", "--stage", "prod")
+    assert "with model v1.0.0" in log
     assert snapshot(project) == before
 
 
 def test_the_workspace_version_is_scored_in_place(registry: dict[str, Any]) -> None:
     project = registry["project"]
     output = registry["root"] / "v2.csv"
-    done = predict(project, registry["csv"], output, "--version", "v2.0.0")
-    assert done.returncode == 0, done.stderr
-    check_scored_with(registry, output, "v2.0.0")
-    assert "the workspace's models/model.onnx is its model" in done.stderr
-    assert "temporary worktree" not in done.stderr
+    log = scored(registry, project, output, "v2.0.0", "--version", "v2.0.0")
+    assert "the workspace's models/model.onnx is its model" in log
+    assert "temporary worktree" not in log
 
 
 @pytest.fixture
@@ -182,10 +185,8 @@ def test_a_version_missing_from_the_cache_is_pulled_from_the_remote(
     registry: dict[str, Any], copy: Path
 ) -> None:
     output = copy.parent / "pulled.csv"
-    done = predict(copy, registry["csv"], output, "--version", "v1.0.0")
-    assert done.returncode == 0, done.stderr
-    assert "restored from the DVC remote" in done.stderr
-    check_scored_with(registry, output, "v1.0.0")
+    log = scored(registry, copy, output, "v1.0.0", "--version", "v1.0.0")
+    assert "restored from the DVC remote" in log
     assert cached_onnx(copy, "model@v1.0.0").is_file()  # the cache has it now
 
 
@@ -208,10 +209,8 @@ def test_a_version_in_neither_cache_nor_remote_is_exit_2_naming_it(
 
     # --rebuild: `dvc repro` at v1.0.0's commit rebuilds the same bytes (deterministic
     # training), accepted because its sha256 is the registered one
-    rebuilt = predict(copy, registry["csv"], output, "--stage", "prod", "--rebuild")
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "restored from a rebuild (dvc repro)" in rebuilt.stderr
-    check_scored_with(registry, output, "v1.0.0")
+    rebuilt = scored(registry, copy, output, "v1.0.0", "--stage", "prod", "--rebuild")
+    assert "restored from a rebuild (dvc repro)" in rebuilt
     assert snapshot(copy) == before
 
 
