@@ -18,7 +18,7 @@ was scored on other rows than the comparison's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,15 +47,6 @@ def _stable(value: Any) -> Any:
     return float(f"{number:.{SIGNIFICANT_DIGITS}g}") if isinstance(number, float) else number
 
 
-def scoring_parts(test: pd.DataFrame, schema: dict[str, Any]) -> Iterator[pd.DataFrame]:
-    """The test rows' model inputs, train.SCORE_CHUNK_ROWS rows at a time (at least one,
-    possibly empty, part)."""
-    from mlops_template.train import SCORE_CHUNK_ROWS
-
-    for start in range(0, max(len(test), 1), SCORE_CHUNK_ROWS):
-        yield feature_frame(test.iloc[start : start + SCORE_CHUNK_ROWS], schema)
-
-
 def majority_proba(train_labels: np.ndarray, classes: list[str], rows: int) -> np.ndarray:
     """The training class frequencies, the same for every row."""
     counts = pd.Series(train_labels).astype(str).value_counts()
@@ -79,7 +70,7 @@ def linear_proba(
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    from mlops_template.train import fit_in_steps
+    from mlops_template.train import feature_chunks, fit_in_steps
 
     settings = LogisticRegressionParams()
     pipeline = Pipeline(
@@ -92,7 +83,7 @@ def linear_proba(
         ]
     )
     fit_in_steps(pipeline, features, labels)
-    proba = np.concatenate([pipeline.predict_proba(part) for part in scoring_parts(test, schema)])
+    proba = np.concatenate([pipeline.predict_proba(part) for part in feature_chunks(test, schema)])
     fitted = [str(c) for c in pipeline.classes_]
     return proba[:, [fitted.index(str(c)) for c in schema["classes"]]]
 
@@ -156,7 +147,7 @@ def linear_values(
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import Pipeline
 
-    from mlops_template.train import fit_in_steps
+    from mlops_template.train import feature_chunks, fit_in_steps
 
     pipeline = Pipeline(
         [
@@ -169,7 +160,7 @@ def linear_values(
     return np.concatenate(
         [
             np.asarray(pipeline.predict(part), dtype=np.float64)
-            for part in scoring_parts(test, schema)
+            for part in feature_chunks(test, schema)
         ]
     )
 

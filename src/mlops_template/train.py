@@ -12,7 +12,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -441,6 +441,15 @@ def onnx_predict_values(session: Any, features: pd.DataFrame, schema: dict[str, 
 SCORE_CHUNK_ROWS = 50_000
 
 
+def feature_chunks(
+    frame: pd.DataFrame, schema: dict[str, Any], numeric_dtype: Any = np.float64
+) -> Iterator[pd.DataFrame]:
+    """The model inputs of FRAME's rows (feature_frame), SCORE_CHUNK_ROWS rows at a time;
+    an empty frame gives one empty part."""
+    for start in range(0, max(len(frame), 1), SCORE_CHUNK_ROWS):
+        yield feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, numeric_dtype)
+
+
 @dataclass(frozen=True)
 class ValueParity:
     """sklearn vs ONNX predicted values: |d| <= tolerance * max(1, |y_sklearn|) per row."""
@@ -466,11 +475,11 @@ def check_value_parity(
     """A regressor's predictions, sklearn vs ONNX, on the same rows (sklearn's numeric
     input in the dtype the pipeline was trained on, model_numeric_dtype), scored
     SCORE_CHUNK_ROWS rows at a time."""
-    session = onnx_session(onnx_model) if len(frame) else None
-    dtype = model_numeric_dtype(pipeline)
+    if not len(frame):
+        return ValueParity(0, 0, 0.0, 0.0, tolerance)
+    session = onnx_session(onnx_model)
     mismatches, max_diff, max_scaled = 0, 0.0, 0.0
-    for start in range(0, len(frame), SCORE_CHUNK_ROWS):
-        features = feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, dtype)
+    for features in feature_chunks(frame, schema, model_numeric_dtype(pipeline)):
         onnx_values = onnx_predict_values(session, features, schema)
         sk_values = np.asarray(pipeline.predict(features), dtype=np.float64).reshape(-1)
         diff = np.abs(onnx_values - sk_values)
@@ -508,11 +517,11 @@ def check_parity(
     tolerance), probabilities within the tolerance. sklearn's numeric input is in the
     dtype the pipeline was trained on (model_numeric_dtype); ONNX takes float32. Scored
     SCORE_CHUNK_ROWS rows at a time (peak memory: 250k test rows of 20 features)."""
-    session = onnx_session(onnx_model) if len(frame) else None
-    dtype = model_numeric_dtype(pipeline)
+    if not len(frame):
+        return Parity(0, 0, 0.0, tolerance, 0)
+    session = onnx_session(onnx_model)
     mismatches, ties, max_diff = 0, 0, 0.0
-    for start in range(0, len(frame), SCORE_CHUNK_ROWS):
-        features = feature_frame(frame.iloc[start : start + SCORE_CHUNK_ROWS], schema, dtype)
+    for features in feature_chunks(frame, schema, model_numeric_dtype(pipeline)):
         onnx_labels, onnx_proba = onnx_predict(session, features, schema)
         sk_labels = np.asarray(pipeline.predict(features)).astype(str)
         sk_proba = pipeline.predict_proba(features)
