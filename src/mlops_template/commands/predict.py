@@ -6,7 +6,6 @@ checked against the sha256 of its registration tag; mlops_template.batch does th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,13 +17,9 @@ import typer
 from mlops_template import paths
 from mlops_template.commands.common import EXIT_USER_ERROR, params
 from mlops_template.log import get_logger
-from mlops_template.registry import VersionInfo
+from mlops_template.registry import VersionInfo, file_sha256
 
 logger = get_logger("predict")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # What batch scoring reads of a version: the model, the sha256 that verifies it, the
@@ -74,7 +69,7 @@ def _registry_version(root: Path, version: str | None, stage: str | None) -> Reg
 def _workspace_has(root: Path, registered: Registered) -> bool:
     """Is the workspace's model the version's (the sha256 its tag records)?"""
     try:
-        return sha256((root / paths.MODEL_ONNX).read_bytes()) == registered.onnx_sha256
+        return file_sha256(root / paths.MODEL_ONNX) == registered.onnx_sha256
     except FileNotFoundError:
         return False
 
@@ -83,7 +78,7 @@ def _not_registered(
     registered: Registered, tree: Path, rebuild: bool, tries: dict[str, str]
 ) -> str:
     """Why the files found for a version were refused: its ONNX is not the registered one."""
-    actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
+    actual = file_sha256(tree / paths.MODEL_ONNX)
     found = "rebuilt" if "repro" in tries else "found"
     advice = (
         " (its training is not bit-reproducible: fetch the registered files with `dvc pull` "
@@ -140,7 +135,7 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
         optional = [str(p) for p in OPTIONAL_VERSION_FILES if str(p) in locked]
 
         def refusal(tree: Path) -> str | None:
-            actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
+            actual = file_sha256(tree / paths.MODEL_ONNX)
             if actual == registered.onnx_sha256:
                 return None
             return f"{paths.MODEL_ONNX} has sha256 {actual[:12]}..."
@@ -163,7 +158,6 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
                 f"are fetched with `dvc pull`), `dvc push` them from where {version} was "
                 f"built{advice}"
             ) from None
-        actual = sha256((tree / paths.MODEL_ONNX).read_bytes())
         logger.info(
             "%s: %s restored from %s (sha256 %s... as registered)",
             version,
@@ -171,7 +165,7 @@ def version_files(root: Path, registered: Registered, rebuild: bool) -> Iterator
             {"git": "git", "cache": "the DVC cache", "remote": "the DVC remote"}.get(
                 source, "a rebuild (dvc repro)"
             ),
-            actual[:12],
+            registered.onnx_sha256[:12],  # `refusal` accepted it: the registered sha256
         )
         yield tree
 
